@@ -1,0 +1,1 @@
+"""Measurement sources: ntp, kernel (and later chrony, ptp, gnss)."""

@@ -1,0 +1,458 @@
+"""Asynchronous NTP client and the NTP source the agent schedules.
+
+Precision comes from the kernel: the transmit time T1 is the socket's software
+transmit stamp (error queue) and the receive time T4 its receive stamp, so the
+event loop's scheduling delay never enters the offset.  Each request uses a
+new socket, hence a fresh ephemeral source port, and a random 64-bit nonce in
+the transmit field; a reply counts only if it echoes that nonce and comes from
+the address and port asked (RFC 5905 sections 8 and 15).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from timemon.probes import ntp_packet as pkt
+from timemon.probes.ntp_filter import ClockFilter, FilterEntry, FilterPick
+from timemon.probes.timestamping import enable_timestamps, read_tx_stamp, receive
+
+from timemon.address import HostPort
+from timemon.families import SOURCE_LABELS, Families
+from timemon.source import Sample, SampleSink, Source, sleep_until_monotonic
+
+log = logging.getLogger("timemon.probes.ntp")
+
+DEFAULT_INTERVAL = 64.0
+MIN_INTERVAL = 16.0  # RFC 4330 / 5905 MINPOLL for servers we do not operate
+MIN_INTERVAL_LAB = 1.0  # a reference you operate (config ``lab = true``)
+MIN_INTERVAL_LAB_CLI = 0.01  # one-shot ``timemon probe ntp --lab``
+MAX_INTERVAL = float(1 << 17)  # RFC 5905 MAXPOLL 17: 36.4 hours
+DEFAULT_TIMEOUT = 2.0
+MAX_TIMEOUT_BACKOFF = 16  # a silent server is retried at most 16x less often...
+MAX_BACKOFF_SECONDS = 1024.0  # ...and not less often than every 1024 s (unless interval is longer)
+PRECISION_LOCAL = 1e-9  # our stamps are in ns; the filter's rho for the local side
+
+ProbeErrorReason = str
+
+
+class NtpProbeError(Exception):
+    """A failed query; ``reason`` is the ``timemon_probe_errors_total`` label."""
+
+    def __init__(self, reason: ProbeErrorReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Interleave:
+    """The previous exchange with a server, which the next request may ask to interleave.
+
+    ``sampled`` says whether that exchange already gave a (basic-mode) sample.
+    """
+
+    t1_ns: int
+    t2_ns: int
+    t4_ns: int
+    server_receive_wire: int
+    sampled: bool
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One accepted exchange with an NTP server.
+
+    In interleaved mode the exchange measured is the *previous* one, completed
+    with the server's kernel transmit stamp of its previous reply; ``duplicate``
+    is set when that exchange was already reported in basic mode (once, when
+    a server switches to interleaved), so a series never holds it twice.
+    """
+
+    reply: pkt.ServerReply
+    exchange: pkt.Exchange
+    kernel_tx_stamp: bool
+    kernel_rx_stamp: bool
+    interleaved: bool = False
+    duplicate: bool = False
+    next_interleave: Interleave | None = None
+
+    @property
+    def offset(self) -> float:
+        return self.exchange.offset_ns / 1e9
+
+    @property
+    def delay(self) -> float:
+        return self.exchange.delay_ns / 1e9
+
+
+RejectCallback = Any  # Callable[[str, str], None]
+
+
+def _same_endpoint(got: tuple, want: tuple) -> tuple[bool, bool]:
+    """(same host, same port) for IPv4 (host, port) or IPv6 (host, port, flow, scope)."""
+    return got[0] == want[0], got[1] == want[1]
+
+
+async def query(
+    sockaddr: tuple,
+    family: int,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_reject: RejectCallback | None = None,
+    interleave: Interleave | None = None,
+    on_send: Callable[[], None] | None = None,
+) -> Measurement:
+    """Send one client request to ``sockaddr`` and wait for its checked reply.
+
+    Replies that fail a check are passed to ``on_reject(reason, detail)`` and
+    the wait goes on for the genuine one until ``timeout``.  A valid
+    Kiss-o'-Death ends the query with ``pkt.KissOfDeath``.  With ``interleave``
+    (the previous exchange's ``next_interleave``) the request asks for the
+    interleaved mode, which servers without it ignore.  ``on_send`` is called
+    right before the datagram leaves, so a scheduler can space sends exactly.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        tx_enabled = enable_timestamps(sock)
+        sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
+        nonce = pkt.new_nonce()
+        cookie = pkt.new_nonce() if interleave else None
+        done: asyncio.Future[tuple[pkt.ServerReply, int, bool]] = loop.create_future()
+        tx_stamp: list[int] = []
+
+        def on_readable() -> None:
+            # The error queue (transmit stamp) also wakes the selector: drain it
+            # here or the loop would spin until the reply arrives.
+            if tx_enabled:
+                stamp = read_tx_stamp(sock)
+                if stamp is not None:
+                    tx_stamp.append(stamp)
+            while not done.done():
+                try:
+                    got = receive(sock)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    done.set_exception(NtpProbeError("network", str(exc)))
+                    return
+                same_host, same_port = _same_endpoint(got.address, sockaddr)
+                if not same_host or not same_port:
+                    if on_reject:
+                        on_reject("wrong_port" if same_host else "wrong_address",
+                                  f"reply from {got.address[0]}:{got.address[1]}")
+                    continue
+                try:
+                    reply = pkt.parse_reply(got.data, nonce, got.rx_ns, cookie)
+                except pkt.KissOfDeath as kod:
+                    done.set_exception(kod)
+                    return
+                except pkt.NtpReplyError as exc:
+                    if on_reject:
+                        on_reject(exc.reason, str(exc))
+                    continue
+                done.set_result((reply, got.rx_ns, got.kernel_stamp))
+
+        loop.add_reader(sock.fileno(), on_readable)
+        try:
+            fallback_t1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+            try:
+                request = pkt.build_request(
+                    nonce, interleave=(interleave.server_receive_wire, cookie)
+                    if interleave and cookie else None)
+                if on_send is not None:
+                    on_send()
+                sock.sendto(request, sockaddr)
+            except OSError as exc:
+                raise NtpProbeError("network", f"send failed: {exc}") from exc
+            try:
+                reply, t4, rx_kernel = await asyncio.wait_for(done, timeout)
+            except TimeoutError as exc:
+                raise NtpProbeError("timeout", f"no valid reply within {timeout:g} s") from exc
+        finally:
+            loop.remove_reader(sock.fileno())
+        if tx_enabled and not tx_stamp:
+            stamp = read_tx_stamp(sock)
+            if stamp is not None:
+                tx_stamp.append(stamp)
+        t1 = tx_stamp[-1] if tx_stamp else fallback_t1
+        following = Interleave(t1, reply.receive_ns, t4, reply.receive_wire,
+                               sampled=not reply.interleaved)
+        if reply.interleaved and interleave is not None:
+            exchange = pkt.Exchange(interleave.t1_ns, interleave.t2_ns, reply.transmit_ns,
+                                    interleave.t4_ns)
+            if exchange.delay_ns < 0 or reply.transmit_ns < interleave.t2_ns:
+                raise NtpProbeError("bad_timestamps", "inconsistent interleaved reply")
+            return Measurement(reply, exchange, bool(tx_stamp), rx_kernel, interleaved=True,
+                               duplicate=interleave.sampled, next_interleave=following)
+        exchange = pkt.Exchange(t1, reply.receive_ns, reply.transmit_ns, t4)
+        return Measurement(reply, exchange, bool(tx_stamp), rx_kernel,
+                           next_interleave=following)
+    finally:
+        sock.close()
+
+
+async def resolve(address: HostPort) -> tuple[int, tuple]:
+    """(family, sockaddr) for an address; host names through the loop's resolver."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise NtpProbeError("resolve", f"cannot resolve {address.host}: {exc}") from exc
+    if not infos:
+        raise NtpProbeError("resolve", f"no address for {address.host}")
+    family, _type, _proto, _canon, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def filter_entry(m: Measurement) -> FilterEntry:
+    # Sample dispersion: both precisions plus PHI over the round trip (RFC 5905 section 8).
+    dispersion = (2.0 ** m.reply.precision + PRECISION_LOCAL
+                  + 15e-6 * (m.exchange.t4_ns - m.exchange.t1_ns) / 1e9)
+    return FilterEntry(sample_time_ns(m), m.offset, m.delay, dispersion)
+
+
+def sample_time_ns(m: Measurement) -> int:
+    """Local time of a measurement: the midpoint of T1 and T4."""
+    return m.exchange.t1_ns + (m.exchange.t4_ns - m.exchange.t1_ns) // 2
+
+
+def root_distance(pick: FilterPick, reply: pkt.ServerReply) -> float:
+    """RFC 5905 lambda: (root delay + delay) / 2 + root dispersion + dispersion + jitter."""
+    return (reply.root_delay + pick.delay) / 2 + reply.root_dispersion + pick.dispersion + pick.jitter
+
+
+class NtpSource(Source):
+    """One NTP server polled on its own schedule, with KoD and timeout handling."""
+
+    kind = "ntp"
+
+    def __init__(
+        self,
+        name: str,
+        address: HostPort,
+        interval: float = DEFAULT_INTERVAL,
+        lab: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        sink: SampleSink | None = None,
+        interleaved: bool = True,
+    ) -> None:
+        floor = MIN_INTERVAL_LAB if lab else MIN_INTERVAL
+        if interval < floor:
+            raise ValueError(f"interval {interval:g} s is below the floor of {floor:g} s")
+        super().__init__(name, interval, sink)
+        self.address = address
+        self.lab = lab
+        self.timeout = min(timeout, max(interval, 0.5))
+        self.configured_interval = interval
+        self.poll_interval = interval  # current, after KoD RATE
+        self.consecutive_timeouts = 0
+        self.stopped_by_kod: str | None = None
+        self.kod: dict[str, int] = {}
+        self.filter = ClockFilter()
+        self.reply: pkt.ServerReply | None = None
+        self.root_distance: float | None = None
+        self._resolved: tuple[int, tuple] | None = None
+        self._resolved_at = 0.0
+        self.last_send_ns = 0  # monotonic time of the last request sent
+        self.use_interleaved = interleaved
+        self.interleaved = False  # the server's last reply was interleaved
+        self._interleave: Interleave | None = None
+
+    # -- schedule ------------------------------------------------------------
+
+    def next_delay(self) -> float:
+        """Seconds from this poll's send to the next one, never below the interval.
+
+        Consecutive timeouts double it, up to 16x the interval or 1024 s, whichever
+        is smaller (but never below the interval itself).
+        """
+        if not self.consecutive_timeouts:
+            return self.poll_interval
+        cap = max(self.poll_interval,
+                  min(self.poll_interval * MAX_TIMEOUT_BACKOFF, MAX_BACKOFF_SECONDS))
+        return min(self.poll_interval * 2.0 ** min(self.consecutive_timeouts, 30), cap)
+
+    async def run(self) -> None:
+        while self.stopped_by_kod is None:
+            await self.poll_once()
+            # Spaced from the moment the last request really left (or was about to,
+            # when resolving failed): never two requests closer than the interval.
+            await sleep_until_monotonic(self.last_send_ns + int(self.next_delay() * 1e9))
+        # DENY or RSTR: the server asked us to stop.  Stay down until a reload.
+        self.set_up(False)
+
+    async def _sockaddr(self) -> tuple[int, tuple]:
+        now = time.monotonic()
+        if self._resolved is None or (not self.address.is_literal and now - self._resolved_at > 300):
+            self._resolved = await resolve(self.address)
+            self._resolved_at = now
+        return self._resolved
+
+    def _mark_send(self) -> None:
+        self.last_send_ns = time.monotonic_ns()
+
+    async def poll_once(self) -> Measurement | None:
+        started = time.monotonic_ns()
+        self.last_send_ns = started  # until the request actually leaves
+        try:
+            family, sockaddr = await self._sockaddr()
+            m = await query(sockaddr, family, self.timeout, on_reject=self.count_error,
+                            interleave=self._interleave, on_send=self._mark_send)
+        except pkt.KissOfDeath as kod:
+            self._interleave = None
+            self._on_kod(kod)
+            return None
+        except NtpProbeError as exc:
+            self._interleave = None
+            if exc.reason in ("timeout", "resolve"):
+                self.consecutive_timeouts += 1
+                self._resolved = None if exc.reason == "resolve" else self._resolved
+            self.count_error(exc.reason, str(exc))
+            self.set_up(False)
+            return None
+        finally:
+            self.probe_duration = (time.monotonic_ns() - started) / 1e9
+        self.consecutive_timeouts = 0
+        if self.use_interleaved:
+            self._interleave = m.next_interleave
+        self.interleaved = m.interleaved
+        if not m.duplicate:
+            self._on_measurement(m)
+        return m
+
+    def _on_kod(self, kod: pkt.KissOfDeath) -> None:
+        self.kod[kod.code] = self.kod.get(kod.code, 0) + 1
+        self.count_error(kod.reason, str(kod))
+        if kod.code == "RATE":
+            self.poll_interval = min(self.poll_interval * 2, MAX_INTERVAL)
+            log.warning("source %s: KoD RATE, poll interval now %g s", self.name,
+                        self.poll_interval)
+        elif kod.code in ("DENY", "RSTR"):
+            self.stopped_by_kod = kod.code
+            log.error("source %s: KoD %s from %s, polling stopped until the config is "
+                      "reloaded", self.name, kod.code, self.address)
+        self.set_up(False)
+
+    def _on_measurement(self, m: Measurement) -> None:
+        self.reply = m.reply
+        self.accept(Sample(sample_time_ns(m), m.offset, m.delay))
+        pick = self.filter.add(filter_entry(m))
+        self.offset, self.delay, self.jitter = pick.offset, pick.delay, pick.jitter
+        self.root_distance = root_distance(pick, m.reply)
+        self.error_bound = abs(pick.offset) + m.reply.root_dispersion + m.reply.root_delay / 2
+        self.set_up(True)
+
+    # -- exporter --------------------------------------------------------------
+
+    def collect_specific(self, out: Families) -> None:
+        lv = (self.name, self.kind)
+        out.gauge("timemon_ntp_poll_interval_seconds",
+                  "Current poll interval (doubled by each KoD RATE, backed off on timeouts).",
+                  SOURCE_LABELS, lv, self.next_delay())
+        out.gauge("timemon_ntp_polling_stopped",
+                  "1 when a KoD DENY or RSTR stopped polling this server until a reload.",
+                  SOURCE_LABELS, lv, 1.0 if self.stopped_by_kod else 0.0)
+        out.declare_counter("timemon_ntp_kod", "Kiss-o'-Death replies by kiss code.",
+                            (*SOURCE_LABELS, "code"))
+        for code, count in sorted(dict(self.kod).items()):
+            out.counter("timemon_ntp_kod", "", (*SOURCE_LABELS, "code"), (*lv, code), count)
+        reply = self.reply
+        if reply is None:
+            return
+        out.gauge("timemon_ntp_stratum", "Stratum of the server's last accepted reply.",
+                  SOURCE_LABELS, lv, reply.stratum)
+        out.gauge("timemon_ntp_leap",
+                  "Leap indicator: 0 none, 1 insert second, 2 delete second, 3 unsynchronised.",
+                  SOURCE_LABELS, lv, reply.leap)
+        out.gauge("timemon_ntp_root_delay_seconds", "Server's root delay.", SOURCE_LABELS, lv,
+                  reply.root_delay)
+        out.gauge("timemon_ntp_root_dispersion_seconds", "Server's root dispersion.",
+                  SOURCE_LABELS, lv, reply.root_dispersion)
+        if self.root_distance is not None:
+            out.gauge("timemon_ntp_root_distance_seconds",
+                      "RFC 5905 root distance (synchronization distance) of the filter's pick.",
+                      SOURCE_LABELS, lv, self.root_distance)
+        out.gauge("timemon_ntp_interleaved",
+                  "1 when the server answered the last request in interleaved mode.",
+                  SOURCE_LABELS, lv, 1.0 if self.interleaved else 0.0)
+        out.info("timemon_ntp_server", "Identity of the server's reference.",
+                 SOURCE_LABELS, lv,
+                 {"refid": reply.refid_text, "version": str(reply.version),
+                  "address": str(self.address)})
+
+    def status(self) -> dict[str, Any]:
+        status = super().status()
+        status.update(measurement_fields(self.reply))
+        status["poll_interval_seconds"] = self.next_delay()
+        status["interleaved"] = self.interleaved
+        return status
+
+
+def measurement_fields(reply: pkt.ServerReply | None) -> dict[str, Any]:
+    if reply is None:
+        return {}
+    return {
+        "stratum": reply.stratum,
+        "leap": reply.leap,
+        "leap_text": reply.leap_text,
+        "refid": reply.refid_text,
+        "root_delay_seconds": reply.root_delay,
+        "root_dispersion_seconds": reply.root_dispersion,
+        "precision": reply.precision,
+        "version": reply.version,
+    }
+
+
+async def probe_once(
+    address: HostPort, count: int, interval: float, timeout: float = DEFAULT_TIMEOUT,
+    interleaved: bool = True,
+) -> list[dict[str, Any]]:
+    """What ``timemon probe ntp`` prints: one record per measurement, errors included.
+
+    A reply that only repeats an exchange already measured (the switch to
+    interleaved mode) is not a record: one more request is made instead.
+    """
+    results: list[dict[str, Any]] = []
+    rejects: list[tuple[str, str]] = []
+    family, sockaddr = await resolve(address)
+    state: Interleave | None = None
+    while len(results) < count:
+        sent_at = time.monotonic_ns()
+        record: dict[str, Any] = {"source": str(address)}
+        try:
+            m = await query(sockaddr, family, timeout,
+                            on_reject=lambda r, d: rejects.append((r, d)), interleave=state)
+        except pkt.KissOfDeath as kod:
+            state = None
+            record.update(error=kod.reason, detail=str(kod))
+            results.append(record)
+            if kod.code in ("DENY", "RSTR"):
+                break
+            interval *= 2 if kod.code == "RATE" else 1
+        except NtpProbeError as exc:
+            state = None
+            record.update(error=exc.reason, detail=str(exc))
+            results.append(record)
+        else:
+            state = m.next_interleave if interleaved else None
+            if not m.duplicate:
+                record.update(
+                    offset_seconds=m.offset,
+                    delay_seconds=m.delay,
+                    **measurement_fields(m.reply),
+                    sample_timestamp_seconds=sample_time_ns(m) / 1e9,
+                    interleaved=m.interleaved,
+                    kernel_timestamps=m.kernel_tx_stamp and m.kernel_rx_stamp,
+                )
+                results.append(record)
+        if len(results) < count:
+            await sleep_until_monotonic(sent_at + int(interval * 1e9))
+    for reason, detail in rejects:
+        log.warning("rejected a reply: %s (%s)", reason, detail)
+    return results

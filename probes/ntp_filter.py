@@ -1,0 +1,65 @@
+"""NTP's clock filter (RFC 5905 section 10), on integer-ns sample times.
+
+Keeps the last eight exchanges with one server, ages their dispersion, and
+picks the one with the smallest round-trip delay: the sample least disturbed
+by queueing.  Jitter is the RMS difference of the others' offsets from the
+pick.  Pure computation: no clock is read here, time comes in as arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+FILTER_STAGES = 8
+PHI = 15e-6  # frequency tolerance, s/s (RFC 5905 section 7.2)
+MAX_DISPERSION = 16.0  # seconds
+
+
+@dataclass(frozen=True)
+class FilterEntry:
+    t_ns: int  # local time of the exchange
+    offset: float  # seconds, local − reference
+    delay: float  # seconds
+    dispersion: float  # seconds, at t_ns
+
+
+@dataclass(frozen=True)
+class FilterPick:
+    offset: float
+    delay: float
+    dispersion: float  # the filter dispersion epsilon (RFC 5905 eq. in section 10)
+    jitter: float
+    t_ns: int
+
+
+class ClockFilter:
+    def __init__(self, stages: int = FILTER_STAGES) -> None:
+        self._entries: deque[FilterEntry] = deque(maxlen=stages)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entry: FilterEntry) -> FilterPick:
+        self._entries.append(entry)
+        return self.pick(entry.t_ns)
+
+    def pick(self, now_ns: int) -> FilterPick:
+        """The minimum-delay entry, with dispersions aged to ``now_ns``."""
+        if not self._entries:
+            raise ValueError("empty clock filter")
+        aged = [
+            (e.delay, min(e.dispersion + PHI * (now_ns - e.t_ns) / 1e9, MAX_DISPERSION), e)
+            for e in self._entries
+        ]
+        aged.sort(key=lambda item: item[0])
+        best = aged[0][2]
+        # epsilon = sum(eps_i / 2^(i+1)) over the delay-sorted stages
+        dispersion = sum(disp / (2 ** (i + 1)) for i, (_d, disp, _e) in enumerate(aged))
+        if len(aged) > 1:
+            squares = sum((e.offset - best.offset) ** 2 for _d, _disp, e in aged[1:])
+            jitter = math.sqrt(squares / (len(aged) - 1))
+        else:
+            jitter = 0.0
+        return FilterPick(best.offset, best.delay, dispersion, jitter, best.t_ns)

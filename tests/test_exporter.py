@@ -1,0 +1,75 @@
+"""The exporter: what a scrape returns, built without I/O from the sources' state."""
+
+from __future__ import annotations
+
+import builtins
+import socket
+import subprocess
+
+import pytest
+from conftest import find_binary
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from timemon.probes import ntp_packet as pkt
+from timemon.probes.kernel import KernelSource
+from timemon.probes.ntp import Measurement, NtpSource
+
+from timemon.address import HostPort
+from timemon.exporter import AgentState, make_registry
+
+
+def populated_state() -> AgentState:
+    ntp = NtpSource("gm", HostPort("192.0.2.1", 123), interval=16.0)
+    reply = pkt.ServerReply(leap=0, version=4, stratum=1, poll=4, precision=-20,
+                            root_delay=1e-4, root_dispersion=2e-4, refid=b"GPS\0",
+                            reference_ns=0, receive_ns=1_000_000_500, transmit_ns=1_000_000_600)
+    ntp._on_measurement(Measurement(reply, pkt.Exchange(1_000_000_000, 1_000_000_500,
+                                                        1_000_000_600, 1_000_001_000),
+                                    True, True))
+    ntp.count_error("timeout")
+    ntp.kod["RATE"] = 1
+    kernel = KernelSource(interval=1.0)
+    kernel.poll_once()
+    state = AgentState()
+    state.sources = (ntp, kernel)
+    return state
+
+
+def test_scrape_has_the_generic_and_ntp_families() -> None:
+    text = generate_latest(make_registry(populated_state())).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("timemon_source_up", "timemon_offset_seconds", "timemon_delay_seconds",
+                 "timemon_samples", "timemon_probe_errors", "timemon_ntp_stratum",
+                 "timemon_ntp_kod", "timemon_ntp_server_info", "timemon_build_info",
+                 "timemon_store_errors", "timemon_event_loop_lag_seconds",
+                 "timemon_kernel_sync_status"):
+        assert name in families, name
+    offset = families["timemon_offset_seconds"].samples[0]
+    assert offset.labels == {"source": "gm", "kind": "ntp"}
+    # T2 − T1 = 500 ns, T3 − T4 = −400 ns: theta = 50 ns, offset = −50 ns.
+    assert offset.value == pytest.approx(-50e-9)
+    errors = families["timemon_probe_errors"].samples
+    assert [(s.labels["reason"], s.value) for s in errors] == [("timeout", 1.0)]
+    info = families["timemon_ntp_server_info"].samples[0]
+    assert info.labels["refid"] == "GPS"
+
+
+def test_collect_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = make_registry(populated_state())
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("I/O during collect()")
+
+    monkeypatch.setattr(builtins, "open", forbidden)
+    monkeypatch.setattr(socket, "socket", forbidden)
+    monkeypatch.setattr(socket, "getaddrinfo", forbidden)
+    assert b"timemon_offset_seconds" in generate_latest(registry)
+
+
+def test_promtool_check_metrics_is_clean() -> None:
+    promtool = find_binary("promtool")
+    text = generate_latest(make_registry(populated_state())).decode()
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), \
+        result.stdout + result.stderr

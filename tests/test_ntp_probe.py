@@ -1,0 +1,214 @@
+"""The NTP probe against the project's responder: known offsets, and every bad reply
+rejected, counted, and kept out of the series."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+
+import pytest
+from timemon.probes import ntp
+
+from timemon.address import HostPort
+from timemon.simulator import ResponderClock, ResponderThread
+from timemon.source import Sample, Source
+
+# The responder stamps T3 in Python before sendto: its reply path is a few tens of µs
+# longer than the request path, so allow that much bias on top of the chosen noise.
+TOLERANCE = 300e-6
+
+
+def make_source(port: int, host: str = "127.0.0.1", interval: float = 1.0,
+                timeout: float = 0.3) -> tuple[ntp.NtpSource, list[Sample]]:
+    accepted: list[Sample] = []
+
+    def sink(_src: Source, sample: Sample) -> None:
+        accepted.append(sample)
+
+    src = ntp.NtpSource("sim", HostPort(host, port), interval=interval, lab=True,
+                        timeout=timeout, sink=sink)
+    return src, accepted
+
+
+async def poll(src: ntp.NtpSource, n: int) -> None:
+    for _ in range(n):
+        await src.poll_once()
+
+
+@pytest.mark.parametrize("offset", [0.25, -0.0375, 12.5])
+def test_measures_minus_the_responders_offset(responders: ResponderThread, offset: float) -> None:
+    r = responders.add(clock=ResponderClock(offset=offset, noise=20e-6, seed=3))
+    src, accepted = make_source(r.port)
+    asyncio.run(poll(src, 20))
+    assert len(accepted) == 20
+    median = statistics.median(s.offset for s in accepted)
+    assert median == pytest.approx(-offset, abs=TOLERANCE)
+    assert src.offset == pytest.approx(-offset, abs=TOLERANCE + 100e-6)
+    assert src.up and src.samples_total == 20 and not src.errors
+    assert all(0 < s.delay < 0.01 for s in accepted)
+
+
+def test_measures_the_responders_drift(responders: ResponderThread) -> None:
+    drift = 2e-3  # a huge 2000 ppm, so a short test sees it well above the noise
+    r = responders.add(clock=ResponderClock(offset=0.01, drift=drift, noise=1e-6))
+    src, accepted = make_source(r.port)
+
+    async def run() -> None:
+        for _ in range(15):
+            await src.poll_once()
+            await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    t = [s.t_ns / 1e9 for s in accepted]
+    x = [s.offset for s in accepted]
+    slope = statistics.linear_regression(t, x).slope
+    assert slope == pytest.approx(-drift, rel=0.05)  # local − reference: minus the drift
+
+
+def test_ipv6_literal(responders: ResponderThread) -> None:
+    r = responders.add(host="::1", clock=ResponderClock(offset=0.5))
+    src, accepted = make_source(r.port, host="::1")
+    asyncio.run(poll(src, 3))
+    assert len(accepted) == 3
+    assert accepted[-1].offset == pytest.approx(-0.5, abs=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("wrong_origin", "bad_origin"),
+        ("kod_rate_bad_origin", "bad_origin"),
+        ("unsync_leap", "unsynchronised"),
+        ("stratum16", "unsynchronised"),
+        ("zero_transmit", "unsynchronised"),
+        ("truncated", "truncated"),
+        ("wrong_port", "wrong_port"),
+        ("wrong_mode", "bad_mode"),
+    ],
+)
+def test_bad_replies_never_enter_the_series(responders: ResponderThread, mode: str,
+                                            reason: str) -> None:
+    r = responders.add(clock=ResponderClock(offset=0.1), mode=mode)
+    src, accepted = make_source(r.port, timeout=0.2)
+    asyncio.run(poll(src, 3))
+    assert accepted == []
+    assert src.errors[reason] == 3
+    assert src.errors["timeout"] == 3  # no genuine reply came
+    assert not src.up and src.offset is None
+
+
+@pytest.mark.parametrize("mode", ["wrong_origin", "wrong_port", "garbage", "truncated"])
+def test_a_spoof_racing_the_genuine_reply_loses(responders: ResponderThread, mode: str) -> None:
+    r = responders.add(clock=ResponderClock(offset=0.1), mode=mode, also_genuine=True)
+    src, accepted = make_source(r.port)
+    asyncio.run(poll(src, 5))
+    assert len(accepted) == 5
+    assert all(s.offset == pytest.approx(-0.1, abs=TOLERANCE) for s in accepted)
+    assert sum(src.errors.values()) == 5  # one rejected spoof per poll, whatever its reason
+
+
+def test_silent_server_times_out_and_backs_off(responders: ResponderThread) -> None:
+    r = responders.add(mode="silent")
+    src, accepted = make_source(r.port, interval=1.0, timeout=0.05)
+    asyncio.run(poll(src, 3))
+    assert src.errors["timeout"] == 3 and accepted == []
+    assert src.next_delay() == 8.0  # 1 s doubled per consecutive timeout
+    asyncio.run(poll(src, 5))
+    assert src.next_delay() == 16.0  # capped at 16x the interval
+    r.mode = "normal"
+    asyncio.run(poll(src, 1))
+    assert src.next_delay() == 1.0 and src.up
+
+
+def test_kod_rate_doubles_the_interval(responders: ResponderThread) -> None:
+    r = responders.add(mode="kod_rate")
+    src, accepted = make_source(r.port, interval=1.0)
+    asyncio.run(poll(src, 2))
+    assert src.poll_interval == 4.0 and src.kod == {"RATE": 2}
+    assert src.errors["kod_rate"] == 2 and accepted == []
+    assert src.stopped_by_kod is None
+
+
+@pytest.mark.parametrize("mode", ["kod_deny", "kod_rstr"])
+def test_kod_deny_stops_polling(responders: ResponderThread, mode: str) -> None:
+    r = responders.add(mode=mode)
+    src, _ = make_source(r.port, interval=1.0)
+
+    async def run() -> None:
+        await asyncio.wait_for(src.run(), 2.0)  # returns: the source stops itself
+
+    asyncio.run(run())
+    assert r.requests == 1
+    assert src.stopped_by_kod == mode[4:].upper()
+    assert not src.up
+
+
+def test_run_never_polls_faster_than_the_interval(responders: ResponderThread) -> None:
+    r = responders.add(mode="normal")
+    src, _ = make_source(r.port, interval=1.0)
+    src.poll_interval = 0.1  # below the lab floor only to keep the test short
+    sends: list[int] = []
+    poll_once = src.poll_once
+
+    async def recording_poll() -> ntp.Measurement | None:
+        result = await poll_once()
+        sends.append(src.last_send_ns)
+        return result
+
+    src.poll_once = recording_poll  # type: ignore[method-assign]
+
+    async def run() -> None:
+        task = asyncio.create_task(src.run())
+        await asyncio.sleep(0.75)
+        r.mode = "silent"  # timeouts must not make it poll faster
+        await asyncio.sleep(0.75)
+        task.cancel()
+
+    asyncio.run(run())
+    gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
+    assert len(gaps) >= 5
+    assert min(gaps) >= 0.1e9  # exact, on the client's own send times
+    # Seen by the responder (Python, on a shared machine) the same holds but for
+    # scheduling noise on its side.
+    server_gaps = [b - a for a, b in zip(r.request_times_ns, r.request_times_ns[1:], strict=False)]
+    assert min(server_gaps) >= 0.1e9 - 5e6
+
+
+def test_interval_floor_is_enforced() -> None:
+    with pytest.raises(ValueError):
+        ntp.NtpSource("x", HostPort("127.0.0.1", 123), interval=8.0)
+    with pytest.raises(ValueError):
+        ntp.NtpSource("x", HostPort("127.0.0.1", 123), interval=0.5, lab=True)
+    ntp.NtpSource("x", HostPort("127.0.0.1", 123), interval=1.0, lab=True)
+
+
+def test_each_request_uses_a_fresh_source_port(responders: ResponderThread) -> None:
+    seen: set[int] = set()
+    r = responders.add()
+    original = r._answer
+
+    def spy(data: bytes, address: tuple, rx_ns: int) -> None:
+        seen.add(address[1])
+        original(data, address, rx_ns)
+
+    r._answer = spy  # type: ignore[method-assign]
+    src, _ = make_source(r.port)
+    asyncio.run(poll(src, 10))
+    assert len(seen) >= 9  # the kernel may, rarely, hand out a port twice
+
+
+def test_unresolvable_host_is_an_error_not_a_crash() -> None:
+    src = ntp.NtpSource("x", HostPort("no-such-host.invalid", 123), interval=1.0, lab=True)
+    asyncio.run(src.poll_once())
+    assert src.errors["resolve"] == 1 and not src.up
+
+
+def test_kernel_timestamps_are_used(responders: ResponderThread) -> None:
+    r = responders.add()
+
+    async def one() -> ntp.Measurement:
+        return await ntp.query(("127.0.0.1", r.port), socket.AF_INET, 1.0)
+
+    m = asyncio.run(one())
+    assert m.kernel_tx_stamp and m.kernel_rx_stamp

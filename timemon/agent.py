@@ -1,0 +1,164 @@
+"""The agent: runs every configured source on one asyncio loop, stores what they
+accept, serves metrics, and stops cleanly on SIGTERM (SIGHUP reloads the config)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from timemon.config import AgentConfig, ConfigError, SourceConfig, load_config
+from timemon.exporter import AgentState
+from timemon.http_server import MetricsServer
+from timemon.probes.kernel import KernelSource
+from timemon.probes.ntp import NtpSource
+from timemon.source import Sample, Source
+from timemon.store import SampleStore
+
+log = logging.getLogger("timemon.agent")
+
+LAG_CHECK_SECONDS = 0.5
+RESTORE_SAMPLES = 1024
+
+
+def _build_ntp(sc: SourceConfig) -> Source:
+    return NtpSource(sc.name, sc.options["address"], interval=sc.interval,
+                     lab=sc.options["lab"], timeout=sc.options["timeout"],
+                     interleaved=sc.options["interleaved"])
+
+
+def _build_kernel(sc: SourceConfig) -> Source:
+    return KernelSource(sc.name, interval=sc.interval)
+
+
+# One builder per kind: a new probe registers itself here.
+SOURCE_BUILDERS: dict[str, Callable[[SourceConfig], Source]] = {
+    "ntp": _build_ntp,
+    "kernel": _build_kernel,
+}
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, listen: tuple[str, int] | None = None) -> None:
+        self.config = config
+        self.listen = listen or config.listen
+        self.state = AgentState()
+        self.store = SampleStore(config.store, config.retention) if config.store else None
+        if self.store is not None:
+            store = self.store
+            self.state.store_errors = lambda: store.errors
+            self.state.store_backlog = lambda: store.backlog
+        self.sources: dict[str, tuple[SourceConfig, Source, asyncio.Task[None]]] = {}
+        self.server: MetricsServer | None = None
+        self._stop = asyncio.Event()
+
+    # -- samples ---------------------------------------------------------------
+
+    def record(self, source: Source, sample: Sample) -> None:
+        if self.store is not None:
+            self.store.append(source.name, source.kind, sample)
+
+    # -- sources ---------------------------------------------------------------
+
+    async def _start_source(self, sc: SourceConfig) -> None:
+        source = SOURCE_BUILDERS[sc.kind](sc)
+        source.sink = self.record
+        if self.store is not None and source.is_reference:
+            recent = await asyncio.get_running_loop().run_in_executor(
+                None, self.store.load_recent, sc.name, sc.kind, RESTORE_SAMPLES)
+            source.restore(recent)
+        task = asyncio.create_task(self._supervise(source), name=f"source:{sc.name}")
+        self.sources[sc.name] = (sc, source, task)
+        self._publish()
+
+    async def _stop_source(self, name: str) -> None:
+        _sc, source, task = self.sources.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await source.close()
+        self._publish()
+
+    def _publish(self) -> None:
+        # A new tuple each time: the exporter thread iterates a stable snapshot.
+        self.state.sources = tuple(src for _sc, src, _t in self.sources.values())
+
+    @staticmethod
+    async def _supervise(source: Source) -> None:
+        """Run a source; a bug in one probe is logged and retried, never fatal to others."""
+        while True:
+            try:
+                await source.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - isolate one source's failure
+                log.exception("source %s (%s) failed; restarting it", source.name, source.kind)
+                source.count_error("internal", f"{type(exc).__name__}: {exc}")
+                source.set_up(False)
+                await asyncio.sleep(max(source.interval, 1.0))
+
+    async def reload(self) -> None:
+        if not self.config.path:
+            log.info("SIGHUP: running without a config file, nothing to reload")
+            return
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("SIGHUP: keeping the running config: %s", exc)
+            return
+        wanted = {sc.name: sc for sc in new.sources}
+        for name, (sc, _src, _task) in list(self.sources.items()):
+            if wanted.get(name) != sc:
+                await self._stop_source(name)
+        for name, sc in wanted.items():
+            if name not in self.sources:
+                await self._start_source(sc)
+        if new.listen != self.config.listen or new.store != self.config.store:
+            log.warning("SIGHUP: 'listen' and 'store' changes take effect at restart")
+        self.config = new
+        log.info("SIGHUP: config reloaded, %d sources", len(self.sources))
+
+    # -- main ----------------------------------------------------------------------
+
+    async def _watch_loop_lag(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_CHECK_SECONDS)
+            self.state.event_loop_lag = max(0.0, time.monotonic() - before - LAG_CHECK_SECONDS)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, ready: Callable[[int], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self.state.start_time = time.time()
+        if self.store is not None:
+            self.store.start()
+        self.server = MetricsServer(self.state, *self.listen)
+        self.server.start()
+        log.info("serving metrics on http://%s:%d/metrics", self.listen[0], self.server.port)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        lag_task = asyncio.create_task(self._watch_loop_lag())
+        for sc in self.config.sources:
+            await self._start_source(sc)
+        if ready is not None:
+            ready(self.server.port)
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping: %d sources", len(self.sources))
+            lag_task.cancel()
+            for name in list(self.sources):
+                await self._stop_source(name)
+            if self.store is not None:
+                # In-flight and queued writes finish before we exit (SIGTERM contract).
+                await loop.run_in_executor(None, self.store.close)
+            self.server.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)

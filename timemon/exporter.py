@@ -1,0 +1,60 @@
+"""The Prometheus side: a custom Collector on a private registry.
+
+``collect()`` builds fresh metric families from what the sources and the store
+hold right now; it does no I/O and takes no lock a probe could hold, so a slow
+scrape never delays a measurement (node_exporter's collector pattern).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable, Sequence
+
+from prometheus_client.core import CollectorRegistry, Metric
+from prometheus_client.registry import Collector
+
+from timemon import __version__
+from timemon.families import Families
+from timemon.source import Source
+
+
+class AgentState:
+    """What the exporter reads: filled in by the agent, read by scrapes."""
+
+    def __init__(self) -> None:
+        self.sources: Sequence[Source] = ()
+        self.store_errors: Callable[[], int] = lambda: 0
+        self.store_backlog: Callable[[], int] = lambda: 0
+        self.event_loop_lag: float = 0.0
+        self.start_time: float = 0.0
+
+
+class TimemonCollector(Collector):
+    def __init__(self, state: AgentState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterable[Metric]:
+        out = Families()
+        state = self.state
+        out.info("timemon_build", "Version of the timemon agent.", (), (),
+                 {"version": __version__, "python": platform.python_version()})
+        out.counter("timemon_store_errors", "Failed writes to the sample store (retried).",
+                    (), (), state.store_errors())
+        out.gauge("timemon_store_backlog_samples",
+                  "Accepted samples waiting in memory for the store.", (), (),
+                  state.store_backlog())
+        out.gauge("timemon_event_loop_lag_seconds",
+                  "How late the agent's event loop ran a timer at its last check.", (), (),
+                  state.event_loop_lag)
+        if state.start_time:
+            out.gauge("timemon_start_time_seconds", "Unix time the agent started.", (), (),
+                      state.start_time)
+        for source in list(state.sources):
+            source.collect(out)
+        yield from out
+
+
+def make_registry(state: AgentState) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TimemonCollector(state))
+    return registry

@@ -1,0 +1,113 @@
+"""HTTP endpoint of the agent: ``/metrics`` for Prometheus, ``/`` for people,
+``/status.json`` for scripts.  Runs in its own thread; reads snapshots only."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from timemon import __version__
+from timemon.exporter import AgentState, make_registry
+
+log = logging.getLogger("timemon.http")
+
+
+def _format_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    magnitude = abs(value)
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if magnitude >= scale:
+            return f"{value / scale:+.3f} {unit}"
+    return f"{value / 1e-9:+.1f} ns"
+
+
+def landing_page(state: AgentState) -> str:
+    now = time.time()
+    rows = []
+    for source in list(state.sources):
+        st = source.status()
+        age = st.get("last_sample_timestamp_seconds")
+        rows.append(
+            "<tr><td>{}</td><td>{}</td><td class='{}'>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr>".format(
+                html.escape(source.name), html.escape(source.kind),
+                "up" if source.up else "down", "up" if source.up else "down",
+                _format_seconds(source.offset) if source.is_reference else "n/a",
+                _format_seconds(source.delay) if source.is_reference else "n/a",
+                f"{now - age:.0f} s ago" if age else "never",
+                html.escape(str(st.get("last_error") or "")),
+            ))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>timemon</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:.2em .8em;text-align:left}}
+.up{{color:#070}} .down{{color:#b00}}</style></head>
+<body><h1>timemon {html.escape(__version__)}</h1>
+<p><a href="/metrics">Metrics</a> · <a href="/status.json">status.json</a></p>
+<table><tr><th>source</th><th>kind</th><th>state</th><th>offset (local − ref)</th>
+<th>delay</th><th>last sample</th><th>last error</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""
+
+
+def status_document(state: AgentState) -> dict[str, Any]:
+    return {"version": __version__, "sources": [s.status() for s in list(state.sources)]}
+
+
+class _HTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    def __init__(self, state: AgentState, host: str, port: int) -> None:
+        self.state = state
+        registry = make_registry(state)
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = f"timemon/{__version__}"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                elif path == "/":
+                    self._send(200, "text/html; charset=utf-8",
+                               landing_page(state).encode())
+                elif path == "/status.json":
+                    self._send(200, "application/json",
+                               json.dumps(status_document(state), default=str).encode())
+                else:
+                    self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+            def _send(self, code: int, ctype: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("%s " + fmt, self.address_string(), *args)
+
+        server_class = _HTTPServer6 if ":" in host else ThreadingHTTPServer
+        self.httpd = server_class((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="timemon-http",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,181 @@
+"""What every measurement source shares: its samples, counters and generic metrics.
+
+A source runs on the agent's event loop and owns its own schedule.  The
+exporter thread only reads the plain attributes below (single assignments
+under the GIL) and copies the error counter, so a scrape never waits on a probe
+and a probe never waits on a scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from timemon.families import SOURCE_LABELS, Families
+
+log = logging.getLogger("timemon.source")
+
+RECENT_SAMPLES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One accepted raw measurement of a reference.
+
+    ``t_ns`` is the local time of the measurement (Unix ns); ``offset`` is
+    local − reference in seconds (DESIGN.md's sign); ``delay`` is the round
+    trip where the protocol has one.
+    """
+
+    t_ns: int
+    offset: float
+    delay: float | None = None
+
+
+# Called for every accepted sample: the store and the statistics take it from there.
+SampleSink = Callable[["Source", Sample], None]
+
+
+def _discard(_source: Source, _sample: Sample) -> None:
+    pass
+
+
+class Source:
+    """Base of every probe that the agent schedules."""
+
+    kind = "unknown"
+    #: A reference exports the generic offset families; the kernel does not.
+    is_reference = True
+
+    def __init__(self, name: str, interval: float, sink: SampleSink | None = None) -> None:
+        self.name = name
+        self.interval = interval
+        self.sink: SampleSink = sink or _discard
+        self.up = False
+        self.samples_total = 0
+        self.errors: Counter[str] = Counter()
+        self.last_sample_ns: int | None = None
+        self.offset: float | None = None
+        self.delay: float | None = None
+        self.jitter: float | None = None
+        self.error_bound: float | None = None
+        self.frequency_offset: float | None = None
+        self.probe_duration: float | None = None
+        self.last_error: str = ""
+        self.recent: deque[Sample] = deque(maxlen=RECENT_SAMPLES)
+        self._logged_reasons: set[str] = set()
+
+    # -- what probes call -------------------------------------------------
+
+    def accept(self, sample: Sample) -> None:
+        """Keep an accepted raw sample and hand it to the store and statistics."""
+        self.samples_total += 1
+        self.last_sample_ns = sample.t_ns
+        self.recent.append(sample)
+        self.sink(self, sample)
+
+    def count_error(self, reason: str, detail: str = "") -> None:
+        """Count a rejected poll or reply under ``reason`` and log it once per reason."""
+        self.errors[reason] += 1
+        self.last_error = f"{reason}: {detail}" if detail else reason
+        if reason not in self._logged_reasons:
+            self._logged_reasons.add(reason)
+            log.warning("source %s (%s): %s", self.name, self.kind, self.last_error)
+        else:
+            log.debug("source %s (%s): %s", self.name, self.kind, self.last_error)
+
+    def set_up(self, up: bool) -> None:
+        if up != self.up:
+            log.info("source %s (%s) is %s", self.name, self.kind, "up" if up else "down")
+            if up:
+                self._logged_reasons.clear()
+        self.up = up
+
+    def restore(self, samples: list[Sample]) -> None:
+        """Refill the recent series from the store after a restart."""
+        for sample in samples:
+            self.recent.append(sample)
+        if samples:
+            self.last_sample_ns = samples[-1].t_ns
+
+    # -- what subclasses provide -----------------------------------------
+
+    async def run(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release sockets or files; called when the agent stops the source."""
+
+    def collect_specific(self, out: Families) -> None:
+        """Add protocol-specific families (``timemon_<kind>_*``)."""
+
+    def status(self) -> dict[str, Any]:
+        """A summary for the landing page and ``--json`` output."""
+        return {
+            "source": self.name,
+            "kind": self.kind,
+            "up": self.up,
+            "offset_seconds": self.offset,
+            "delay_seconds": self.delay,
+            "jitter_seconds": self.jitter,
+            "samples_total": self.samples_total,
+            "last_sample_timestamp_seconds": (
+                self.last_sample_ns / 1e9 if self.last_sample_ns else None
+            ),
+            "last_error": self.last_error,
+        }
+
+    # -- exporter side ----------------------------------------------------
+
+    def collect(self, out: Families) -> None:
+        if self.is_reference:
+            self._collect_generic(out)
+        self.collect_specific(out)
+
+    def _collect_generic(self, out: Families) -> None:
+        lv = (self.name, self.kind)
+        out.gauge("timemon_source_up", "1 when the source's last poll gave an accepted sample.",
+                  SOURCE_LABELS, lv, 1.0 if self.up else 0.0)
+        out.counter("timemon_samples", "Raw samples accepted from the source.",
+                    SOURCE_LABELS, lv, self.samples_total)
+        out.declare_counter("timemon_probe_errors",
+                            "Polls or replies rejected, by reason (see README for the set).",
+                            (*SOURCE_LABELS, "reason"))
+        for reason, count in sorted(dict(self.errors).items()):
+            out.counter("timemon_probe_errors", "", (*SOURCE_LABELS, "reason"),
+                        (*lv, reason), count)
+        optional = (
+            ("timemon_offset_seconds", self.offset,
+             "Current best estimate of local minus reference time (positive: local ahead)."),
+            ("timemon_delay_seconds", self.delay, "Round-trip delay of the current best sample."),
+            ("timemon_jitter_seconds", self.jitter,
+             "RMS difference of recent offsets from the best one."),
+            ("timemon_error_bound_seconds", self.error_bound,
+             "Upper bound of the local clock's error against this reference (README: formula)."),
+            ("timemon_frequency_offset_ratio", self.frequency_offset,
+             "Fractional frequency offset of the local clock against the reference."),
+            ("timemon_probe_duration_seconds", self.probe_duration,
+             "Wall time the last poll took."),
+        )
+        for name, value, doc in optional:
+            if value is not None:
+                out.gauge(name, doc, SOURCE_LABELS, lv, value)
+        if self.last_sample_ns is not None:
+            out.gauge("timemon_last_sample_timestamp_seconds",
+                      "Unix time of the last accepted sample.", SOURCE_LABELS, lv,
+                      self.last_sample_ns / 1e9)
+
+
+def monotonic_ns() -> int:
+    return time.monotonic_ns()
+
+
+async def sleep_until_monotonic(deadline_ns: int) -> None:
+    delay = (deadline_ns - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)
