@@ -24,13 +24,14 @@ from timemon.probes.timestamping import enable_timestamps, read_tx_stamp, receiv
 
 from timemon.address import HostPort
 from timemon.families import SOURCE_LABELS, Families
+from timemon.kinds import NTP_DEFAULT_INTERVAL, NTP_MIN_INTERVAL, NTP_MIN_INTERVAL_LAB
 from timemon.source import Sample, SampleSink, Source, sleep_until_monotonic
 
 log = logging.getLogger("timemon.probes.ntp")
 
-DEFAULT_INTERVAL = 64.0
-MIN_INTERVAL = 16.0  # RFC 4330 / 5905 MINPOLL for servers we do not operate
-MIN_INTERVAL_LAB = 1.0  # a reference you operate (config ``lab = true``)
+DEFAULT_INTERVAL = NTP_DEFAULT_INTERVAL
+MIN_INTERVAL = NTP_MIN_INTERVAL  # RFC 4330 / 5905 MINPOLL for servers we do not operate
+MIN_INTERVAL_LAB = NTP_MIN_INTERVAL_LAB  # a reference you operate (config ``lab = true``)
 MIN_INTERVAL_LAB_CLI = 0.01  # one-shot ``timemon probe ntp --lab``
 MAX_INTERVAL = float(1 << 17)  # RFC 5905 MAXPOLL 17: 36.4 hours
 DEFAULT_TIMEOUT = 2.0

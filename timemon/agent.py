@@ -13,8 +13,7 @@ from collections.abc import Callable
 from timemon.config import AgentConfig, ConfigError, SourceConfig, load_config
 from timemon.exporter import AgentState
 from timemon.http_server import MetricsServer
-from timemon.probes.kernel import KernelSource
-from timemon.probes.ntp import NtpSource
+from timemon.kinds import KINDS
 from timemon.source import Sample, Source
 from timemon.store import SampleStore
 
@@ -22,23 +21,6 @@ log = logging.getLogger("timemon.agent")
 
 LAG_CHECK_SECONDS = 0.5
 RESTORE_SAMPLES = 1024
-
-
-def _build_ntp(sc: SourceConfig) -> Source:
-    return NtpSource(sc.name, sc.options["address"], interval=sc.interval,
-                     lab=sc.options["lab"], timeout=sc.options["timeout"],
-                     interleaved=sc.options["interleaved"])
-
-
-def _build_kernel(sc: SourceConfig) -> Source:
-    return KernelSource(sc.name, interval=sc.interval)
-
-
-# One builder per kind: a new probe registers itself here.
-SOURCE_BUILDERS: dict[str, Callable[[SourceConfig], Source]] = {
-    "ntp": _build_ntp,
-    "kernel": _build_kernel,
-}
 
 
 class Agent:
@@ -64,7 +46,7 @@ class Agent:
     # -- sources ---------------------------------------------------------------
 
     async def _start_source(self, sc: SourceConfig) -> None:
-        source = SOURCE_BUILDERS[sc.kind](sc)
+        source = KINDS[sc.kind].build(sc)
         source.sink = self.record
         if self.store is not None and source.is_reference:
             recent = await asyncio.get_running_loop().run_in_executor(

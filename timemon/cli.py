@@ -45,9 +45,14 @@ def _setup_logging(level: str) -> None:
 
 
 class _LazyGroup(click.Group):
-    """Commands with heavy imports (numpy) load only when used, so probes start fast."""
+    """Commands with heavy imports (numpy, ...) load only when used, so probes start fast.
 
-    lazy = {"analyze": "timemon.analyze_cli:analyze"}
+    ``lazy`` maps a command name to ``module:attribute`` of its click command.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -59,7 +64,8 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, lazy={"analyze": "timemon.analyze_cli:analyze"},
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="timemon")
 def main() -> None:
     """Time-and-frequency synchronization monitor.
@@ -124,7 +130,11 @@ def check_config(file: str) -> None:
 # -- probe ---------------------------------------------------------------------
 
 
-@main.group()
+# Probes of later kinds register here as "kind": "module:command".
+PROBE_COMMANDS: dict[str, str] = {}
+
+
+@main.group(cls=_LazyGroup, lazy=PROBE_COMMANDS)
 def probe() -> None:
     """One-shot measurements, like ntpdate -q, pmc or gpspipe."""
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from timemon.address import AddressError, HostPort, parse_host_port
+from timemon.kinds import KERNEL_DEFAULT_INTERVAL, KINDS, NTP_DEFAULT_INTERVAL, require_duration
+from timemon.units import parse_duration
 
 log = logging.getLogger("timemon.config")
 
@@ -22,15 +24,9 @@ DEFAULT_PORT = 9642
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"
 DEFAULT_STORE = "/var/lib/timemon/samples.db"
 DEFAULT_RETENTION = 30 * 86400.0
-NTP_DEFAULT_INTERVAL = 64.0
-NTP_MIN_INTERVAL = 16.0
-NTP_MIN_INTERVAL_LAB = 1.0
-KERNEL_DEFAULT_INTERVAL = 10.0
 SYSTEM_NTP_CONFIGS = ("/etc/chrony/chrony.conf", "/etc/chrony.conf", "/etc/ntp.conf")
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:@/-]{1,64}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 class ConfigError(ValueError):
@@ -57,24 +53,6 @@ class AgentConfig:
     log_level: str = "info"
     sources: tuple[SourceConfig, ...] = ()
     path: str | None = None
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string such as ``"500ms"``, ``"16s"``, ``"2m"``, ``"30d"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 16 or \"16s\", not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration (write 16, \"16s\", \"2m\", \"1h\")")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as 16 or \"16s\", got {type(value).__name__}")
-    if not seconds > 0 or seconds != seconds:
-        raise ValueError("a duration must be positive")
-    return seconds
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -110,11 +88,6 @@ class _Locator:
         return start
 
 
-# Keys each kind accepts besides name, kind, interval.  Later probes extend this.
-_KIND_KEYS: dict[str, set[str]] = {
-    "ntp": {"address", "lab", "timeout", "interleaved"},
-    "kernel": set(),
-}
 _COMMON_KEYS = {"name", "kind", "interval"}
 _AGENT_KEYS = {"listen", "store", "retention", "log_level"}
 
@@ -129,46 +102,19 @@ def _source_config(raw: Any, index: int, path: str, loc: _Locator) -> SourceConf
     if not isinstance(raw, dict):
         raise ConfigError(path, "'source' must be an array of tables: write [[source]]")
     kind = raw.get("kind")
-    if kind not in _KIND_KEYS:
-        raise fail(f"kind {kind!r} is not one of: {', '.join(sorted(_KIND_KEYS))}", "kind")
-    name = raw.get("name", "kernel" if kind == "kernel" else None)
+    if kind not in KINDS:
+        raise fail(f"kind {kind!r} is not one of: {', '.join(sorted(KINDS))}", "kind")
+    spec = KINDS[kind]
+    name = raw.get("name", spec.default_name)
     if not isinstance(name, str) or not _NAME.match(name):
         raise fail("'name' must be 1-64 characters of letters, digits and _.:@/-", "name")
-    allowed = _COMMON_KEYS | _KIND_KEYS[kind]
+    allowed = _COMMON_KEYS | spec.keys
     for key in raw:
         if key not in allowed:
             raise fail(f"unknown key {key!r} for kind {kind!r}; expected one of: "
                        f"{', '.join(sorted(allowed))}", key)
-    default = NTP_DEFAULT_INTERVAL if kind == "ntp" else KERNEL_DEFAULT_INTERVAL
-    try:
-        interval = parse_duration(raw.get("interval", default))
-    except ValueError as exc:
-        raise fail(f"interval: {exc}", "interval") from exc
-    options: dict[str, Any] = {}
-    if kind == "ntp":
-        if "address" not in raw:
-            raise fail("missing 'address' (host or host:port, IPv6 as [addr]:port)")
-        try:
-            options["address"] = parse_host_port(str(raw["address"]), 123)
-        except AddressError as exc:
-            raise fail(f"address: {exc}", "address") from exc
-        lab = raw.get("lab", False)
-        if not isinstance(lab, bool):
-            raise fail("'lab' must be true or false", "lab")
-        options["lab"] = lab
-        floor = NTP_MIN_INTERVAL_LAB if lab else NTP_MIN_INTERVAL
-        if interval < floor:
-            hint = "" if lab else " (set lab = true for a server you operate: floor 1 s)"
-            raise fail(f"interval {interval:g} s is below the floor of {floor:g} s{hint}",
-                       "interval")
-        interleaved = raw.get("interleaved", True)
-        if not isinstance(interleaved, bool):
-            raise fail("'interleaved' must be true or false", "interleaved")
-        options["interleaved"] = interleaved
-        try:
-            options["timeout"] = parse_duration(raw.get("timeout", 2.0))
-        except ValueError as exc:
-            raise fail(f"timeout: {exc}", "timeout") from exc
+    interval = require_duration(raw, "interval", spec.default_interval, fail)
+    options = spec.parse(raw, interval, fail)
     return SourceConfig(name=name, kind=kind, interval=interval, options=options)
 
 
