@@ -15,6 +15,7 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Sample as PromSample
 
 SOURCE_LABELS = ("source", "kind")
 
@@ -56,6 +57,15 @@ class Families:
             family = InfoMetricFamily(name, doc, labels=list(labels))
             self._families[name] = family
         family.add_metric(list(values), info)
+
+    def gauge_with(self, name: str, doc: str, labels: dict[str, str], value: float) -> None:
+        """A gauge sample whose label set may be wider than the family's (e.g. GNSS's
+        ``quality`` on ``timemon_offset_seconds``); the exposition format allows it."""
+        family = self._families.get(name)
+        if family is None:
+            family = GaugeMetricFamily(name, doc, labels=list(labels))
+            self._families[name] = family
+        family.samples.append(PromSample(name, dict(labels), value))
 
     def declare_gauge(self, name: str, doc: str, labels: Sequence[str]) -> None:
         """Make a family appear (with HELP/TYPE) even when it has no samples yet."""

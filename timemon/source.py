@@ -114,6 +114,10 @@ class Source:
     def collect_specific(self, out: Families) -> None:
         """Add protocol-specific families (``timemon_<kind>_*``)."""
 
+    def offset_labels(self) -> dict[str, str]:
+        """Extra labels on ``timemon_offset_seconds`` (GNSS: ``quality`` = pps | serial)."""
+        return {}
+
     def status(self) -> dict[str, Any]:
         """A summary for the landing page and ``--json`` output."""
         return {
@@ -149,9 +153,13 @@ class Source:
         for reason, count in sorted(dict(self.errors).items()):
             out.counter("timemon_probe_errors", "", (*SOURCE_LABELS, "reason"),
                         (*lv, reason), count)
+        if self.offset is not None:
+            out.gauge_with("timemon_offset_seconds",
+                           "Current best estimate of local minus reference time "
+                           "(positive: local ahead).",
+                           {"source": self.name, "kind": self.kind, **self.offset_labels()},
+                           self.offset)
         optional = (
-            ("timemon_offset_seconds", self.offset,
-             "Current best estimate of local minus reference time (positive: local ahead)."),
             ("timemon_delay_seconds", self.delay, "Round-trip delay of the current best sample."),
             ("timemon_jitter_seconds", self.jitter,
              "RMS difference of recent offsets from the best one."),
