@@ -130,7 +130,7 @@ def test_restart_keeps_history(tmp_path: Path, chronyd_server: Chronyd,
     assert first_run >= 3
     proc = start_agent(timemon_exe, config, port)
     try:
-        status = scrape(port, "/status.json")
+        status = wait_for(lambda: (t := scrape(port, "/status.json")) and "lab-chronyd" in t and t)
         assert '"last_sample_timestamp_seconds": null' not in status.split("lab-chronyd")[1]
         wait_for(lambda: '"samples_total": 2' in scrape(port, "/status.json"))
     finally:
@@ -218,3 +218,68 @@ def _try_scrape(port: int) -> str | None:
         return scrape(port)
     except OSError:
         return None
+
+
+def test_live_stability_metrics_within_a_minute(tmp_path: Path, chronyd_server: Chronyd,
+                                                timemon_exe: str) -> None:
+    config = tmp_path / "timemon.toml"
+    write_config(config, tmp_path / "s.db", chronyd_server.port)
+    port = free_tcp_port()
+    proc = start_agent(timemon_exe, config, port)
+    try:
+        labels = (("kind", "ntp"), ("source", "lab-chronyd"), ("tau", "1"))
+        started = time.monotonic()
+        metrics = wait_for(lambda: (m := samples(scrape(port)))
+                           .get(("timemon_allan_deviation", labels)) and m, timeout=60)
+        assert time.monotonic() - started < 60
+        assert 0 < metrics[("timemon_allan_deviation", labels)] < 1e-4
+        assert metrics[("timemon_mtie_seconds", labels)] >= 0
+        assert ("timemon_frequency_offset_ratio",
+                (("kind", "ntp"), ("source", "lab-chronyd"))) in metrics
+        assert metrics[("timemon_offset_steps_total",
+                        (("kind", "ntp"), ("source", "lab-chronyd")))] == 0
+    finally:
+        stop(proc)
+
+
+def test_stability_after_a_restart_equals_before(tmp_path: Path, responders,
+                                                 timemon_exe: str) -> None:
+    from timemon.simulator import ResponderClock
+
+    r = responders.add(clock=ResponderClock(offset=0.02, noise=5e-6, seed=8))
+    config = tmp_path / "timemon.toml"
+    config.write_text(f"""
+[agent]
+store = "{tmp_path / 's.db'}"
+
+[[source]]
+name = "sim"
+kind = "ntp"
+address = "127.0.0.1:{r.port}"
+interval = 1
+lab = true
+timeout = 0.2
+""")
+    port = free_tcp_port()
+
+    def stability() -> dict:
+        return {k: v for k, v in samples(scrape(port)).items()
+                if k[0] in ("timemon_allan_deviation", "timemon_modified_allan_deviation",
+                            "timemon_time_deviation_seconds", "timemon_mtie_seconds")}
+
+    proc = start_agent(timemon_exe, config, port)
+    try:
+        wait_for(lambda: len(stability()) >= 4 * 3, timeout=40)  # taus 1, 2, 4 at least
+        r.mode = "silent"  # no new sample from here on
+        time.sleep(3)  # the in-flight poll times out; statistics fold in the last sample
+        before = stability()
+    finally:
+        stop(proc)
+    proc = start_agent(timemon_exe, config, port)
+    try:
+        after = wait_for(lambda: (s := stability()) and len(s) == len(before) and s)
+    finally:
+        stop(proc)
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        assert after[key] == pytest.approx(value, rel=1e-9), key

@@ -9,18 +9,21 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+from timemon.analysis.streaming import DEFAULT_WINDOW
 from timemon.config import AgentConfig, ConfigError, SourceConfig, load_config
 from timemon.exporter import AgentState
 from timemon.http_server import MetricsServer
 from timemon.kinds import KINDS
+from timemon.live import LiveSeries
 from timemon.source import Sample, Source
 from timemon.store import SampleStore
 
 log = logging.getLogger("timemon.agent")
 
 LAG_CHECK_SECONDS = 0.5
-RESTORE_SAMPLES = 1024
+STATS_PERIOD = 2.0  # seconds between folds of new samples into the live statistics
 
 
 class Agent:
@@ -35,6 +38,8 @@ class Agent:
             self.state.store_backlog = lambda: store.backlog
         self.sources: dict[str, tuple[SourceConfig, Source, asyncio.Task[None]]] = {}
         self.server: MetricsServer | None = None
+        # One thread for numpy work, so the event loop never waits on it.
+        self._stats_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stats")
         self._stop = asyncio.Event()
 
     # -- samples ---------------------------------------------------------------
@@ -42,16 +47,24 @@ class Agent:
     def record(self, source: Source, sample: Sample) -> None:
         if self.store is not None:
             self.store.append(source.name, source.kind, sample)
+        if source.live is not None:
+            source.live.add(sample)
 
     # -- sources ---------------------------------------------------------------
 
     async def _start_source(self, sc: SourceConfig) -> None:
         source = KINDS[sc.kind].build(sc)
         source.sink = self.record
-        if self.store is not None and source.is_reference:
-            recent = await asyncio.get_running_loop().run_in_executor(
-                None, self.store.load_recent, sc.name, sc.kind, RESTORE_SAMPLES)
-            source.restore(recent)
+        if source.is_reference:
+            window = sc.options.get("stability_window", DEFAULT_WINDOW)
+            source.live = LiveSeries(sc.interval, window, sc.options.get("max_tau"))
+            if self.store is not None:
+                # The window's worth of history: statistics continue across a restart.
+                recent = await asyncio.get_running_loop().run_in_executor(
+                    None, self.store.load_recent, sc.name, sc.kind, window)
+                source.restore(recent)
+                for sample in recent:
+                    source.live.add(sample)
         task = asyncio.create_task(self._supervise(source), name=f"source:{sc.name}")
         self.sources[sc.name] = (sc, source, task)
         self._publish()
@@ -112,6 +125,21 @@ class Agent:
             await asyncio.sleep(LAG_CHECK_SECONDS)
             self.state.event_loop_lag = max(0.0, time.monotonic() - before - LAG_CHECK_SECONDS)
 
+    def _compute_statistics(self) -> None:
+        """On the statistics thread: fold new samples into every source's estimators."""
+        for source in self.state.sources:
+            if source.live is not None:
+                try:
+                    source.live.compute()
+                except Exception:  # noqa: BLE001 - one source's bad data must not stop others
+                    log.exception("statistics of source %s failed", source.name)
+
+    async def _run_statistics(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await loop.run_in_executor(self._stats_executor, self._compute_statistics)
+            await asyncio.sleep(STATS_PERIOD)
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -129,6 +157,7 @@ class Agent:
         lag_task = asyncio.create_task(self._watch_loop_lag())
         for sc in self.config.sources:
             await self._start_source(sc)
+        stats_task = asyncio.create_task(self._run_statistics())
         if ready is not None:
             ready(self.server.port)
         try:
@@ -136,11 +165,13 @@ class Agent:
         finally:
             log.info("stopping: %d sources", len(self.sources))
             lag_task.cancel()
+            stats_task.cancel()
             for name in list(self.sources):
                 await self._stop_source(name)
             if self.store is not None:
                 # In-flight and queued writes finish before we exit (SIGTERM contract).
                 await loop.run_in_executor(None, self.store.close)
             self.server.stop()
+            self._stats_executor.shutdown(wait=True)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from timemon.address import AddressError, HostPort, parse_host_port
-from timemon.kinds import KERNEL_DEFAULT_INTERVAL, KINDS, NTP_DEFAULT_INTERVAL, require_duration
+from timemon.kinds import (
+    KERNEL_DEFAULT_INTERVAL,
+    KINDS,
+    NTP_DEFAULT_INTERVAL,
+    STABILITY_KEYS,
+    parse_stability,
+    require_duration,
+)
 from timemon.units import parse_duration
 
 log = logging.getLogger("timemon.config")
@@ -108,13 +115,15 @@ def _source_config(raw: Any, index: int, path: str, loc: _Locator) -> SourceConf
     name = raw.get("name", spec.default_name)
     if not isinstance(name, str) or not _NAME.match(name):
         raise fail("'name' must be 1-64 characters of letters, digits and _.:@/-", "name")
-    allowed = _COMMON_KEYS | spec.keys
+    allowed = _COMMON_KEYS | spec.keys | (STABILITY_KEYS if spec.reference else frozenset())
     for key in raw:
         if key not in allowed:
             raise fail(f"unknown key {key!r} for kind {kind!r}; expected one of: "
                        f"{', '.join(sorted(allowed))}", key)
     interval = require_duration(raw, "interval", spec.default_interval, fail)
     options = spec.parse(raw, interval, fail)
+    if spec.reference:
+        options.update(parse_stability(raw, interval, fail))
     return SourceConfig(name=name, kind=kind, interval=interval, options=options)
 
 
@@ -215,10 +224,14 @@ def default_config(system_configs: tuple[str, ...] = SYSTEM_NTP_CONFIGS) -> Agen
                 continue
             seen.add(name)
             log.info("watching server %s from %s", server, conf)
-            sources.append(SourceConfig(name, "ntp", NTP_DEFAULT_INTERVAL,
-                                        {"address": server, "lab": False, "timeout": 2.0,
-                                         "interleaved": True}))
+            options = {"address": server, "lab": False, "timeout": 2.0, "interleaved": True,
+                       **parse_stability({}, NTP_DEFAULT_INTERVAL, _never_fails)}
+            sources.append(SourceConfig(name, "ntp", NTP_DEFAULT_INTERVAL, options))
     return AgentConfig(sources=tuple(sources), store=default_store_path())
+
+
+def _never_fails(message: str, key: str | None) -> Exception:  # pragma: no cover
+    return ConfigError("<default>", message)
 
 
 def default_store_path() -> str:

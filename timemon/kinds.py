@@ -30,6 +30,37 @@ class KindSpec:
     parse: Callable[[dict[str, Any], float, Fail], dict[str, Any]]
     build: Callable[[SourceConfig], Source]
     default_name: str | None = None
+    #: A reference (not the kernel) has an offset, and so live statistics.
+    reference: bool = True
+
+
+# Keys every reference kind accepts for its live statistics (issue 4).
+STABILITY_KEYS = frozenset({"stability_window", "max_tau", "masks"})
+DEFAULT_STABILITY_WINDOW = 16384
+MIN_STABILITY_WINDOW = 16
+MAX_STABILITY_WINDOW = 1 << 22
+
+
+def parse_stability(raw: dict[str, Any], interval: float, fail: Fail) -> dict[str, Any]:
+    """``stability_window`` (samples), ``max_tau`` (longest exported tau), ``masks``."""
+    window = raw.get("stability_window", DEFAULT_STABILITY_WINDOW)
+    if (isinstance(window, bool) or not isinstance(window, int)
+            or not MIN_STABILITY_WINDOW <= window <= MAX_STABILITY_WINDOW):
+        raise fail(f"stability_window must be a whole number of samples from "
+                   f"{MIN_STABILITY_WINDOW} to {MAX_STABILITY_WINDOW}", "stability_window")
+    max_tau = require_duration(raw, "max_tau", 0.0, fail) if "max_tau" in raw else None
+    if max_tau is not None and max_tau < interval:
+        raise fail(f"max_tau {max_tau:g} s is shorter than the interval {interval:g} s",
+                   "max_tau")
+    masks = raw.get("masks", [])
+    if not isinstance(masks, list) or not all(isinstance(m, str) for m in masks):
+        raise fail("masks must be a list of mask names, e.g. [\"G.8272-PRTC-A\"]", "masks")
+    if masks:
+        from timemon.analysis.masks import MASKS
+    for name in masks:
+        if name not in MASKS:
+            raise fail(f"unknown mask {name!r}; expected one of: {', '.join(MASKS)}", "masks")
+    return {"stability_window": window, "max_tau": max_tau, "masks": tuple(masks)}
 
 
 def require_bool(raw: dict[str, Any], key: str, default: bool, fail: Fail) -> bool:
@@ -101,5 +132,5 @@ KINDS: dict[str, KindSpec] = {
     "ntp": KindSpec(frozenset({"address", "lab", "timeout", "interleaved"}),
                     NTP_DEFAULT_INTERVAL, _parse_ntp, _build_ntp),
     "kernel": KindSpec(frozenset(), KERNEL_DEFAULT_INTERVAL, _parse_kernel, _build_kernel,
-                       default_name="kernel"),
+                       default_name="kernel", reference=False),
 }

@@ -14,9 +14,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from timemon.families import SOURCE_LABELS, Families
+
+if TYPE_CHECKING:
+    from timemon.live import LiveSeries
 
 log = logging.getLogger("timemon.source")
 
@@ -64,10 +67,10 @@ class Source:
         self.delay: float | None = None
         self.jitter: float | None = None
         self.error_bound: float | None = None
-        self.frequency_offset: float | None = None
         self.probe_duration: float | None = None
         self.last_error: str = ""
         self.recent: deque[Sample] = deque(maxlen=RECENT_SAMPLES)
+        self.live: LiveSeries | None = None  # set by the agent for reference sources
         self._logged_reasons: set[str] = set()
 
     # -- what probes call -------------------------------------------------
@@ -165,8 +168,6 @@ class Source:
              "RMS difference of recent offsets from the best one."),
             ("timemon_error_bound_seconds", self.error_bound,
              "Upper bound of the local clock's error against this reference (README: formula)."),
-            ("timemon_frequency_offset_ratio", self.frequency_offset,
-             "Fractional frequency offset of the local clock against the reference."),
             ("timemon_probe_duration_seconds", self.probe_duration,
              "Wall time the last poll took."),
         )
@@ -177,6 +178,40 @@ class Source:
             out.gauge("timemon_last_sample_timestamp_seconds",
                       "Unix time of the last accepted sample.", SOURCE_LABELS, lv,
                       self.last_sample_ns / 1e9)
+        if self.live is not None:
+            self._collect_live(out, lv)
+
+    def _collect_live(self, out: Families, lv: tuple[str, str]) -> None:
+        from timemon.live import tau_label
+
+        live = self.live
+        assert live is not None
+        result = live.result  # one immutable snapshot, published by the statistics thread
+        out.counter("timemon_offset_steps", "Offset steps (a stepped clock) that restarted the "
+                    "stability window.", SOURCE_LABELS, lv, live.steps)
+        if result.frequency_offset is not None:
+            out.gauge("timemon_frequency_offset_ratio",
+                      "Fractional frequency offset of the local clock against the reference "
+                      "(least-squares slope of the offset over the stability window).",
+                      SOURCE_LABELS, lv, result.frequency_offset)
+        labels = (*SOURCE_LABELS, "tau")
+        families = (
+            ("timemon_allan_deviation", "adev",
+             "Overlapping Allan deviation at tau seconds (dimensionless)."),
+            ("timemon_modified_allan_deviation", "mdev",
+             "Modified Allan deviation at tau seconds (dimensionless)."),
+            ("timemon_time_deviation_seconds", "tdev", "Time deviation TDEV at tau seconds."),
+            ("timemon_mtie_seconds", "mtie",
+             "Maximum time interval error over the stability window at tau seconds."),
+        )
+        for name, _attr, doc in families:
+            out.declare_gauge(name, doc, labels)
+        for point in result.points:
+            tau = tau_label(point.tau)
+            for name, attr, doc in families:
+                value = getattr(point, attr)
+                if value is not None:
+                    out.gauge(name, doc, labels, (*lv, tau), value)
 
 
 def monotonic_ns() -> int:

@@ -1,0 +1,208 @@
+"""Live statistics: streaming equals batch, the sampling grid, steps, and the agent's
+metrics against the project's NTP responder with known noise and drift."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from timemon.address import HostPort
+from timemon.analysis import mdev, mtie, oadev, stability_table, tdev
+from timemon.analysis.streaming import StreamingStability, octave_ms
+from timemon.live import LiveSeries, tau_label
+from timemon.probes.ntp import NtpSource
+from timemon.simulator import ResponderClock, ResponderThread
+from timemon.source import Sample, Source
+from timemon.store import SampleStore
+
+BATCH = {"oadev": (oadev, "adev"), "mdev": (mdev, "mdev"), "tdev": (tdev, "tdev"),
+         "mtie": (mtie, "mtie")}
+
+
+def random_walk_phase(n: int, seed: int, gaps: tuple[int, ...] = ()) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = 0.123 + np.cumsum(rng.normal(0.0, 1e-9, n)) + rng.normal(0.0, 3e-9, n)
+    x[list(gaps)] = np.nan
+    return x
+
+
+def assert_matches_batch(stream: StreamingStability, window_phase: np.ndarray) -> int:
+    """Every live point equals the batch function on the same window; returns points checked."""
+    points = {p.tau: p for p in stream.points()}
+    checked = 0
+    for name, (fn, attr) in BATCH.items():
+        taus, devs, _errs, ns = fn(window_phase, rate=1.0 / stream.tau0,
+                                   taus=sorted(points))
+        for tau, dev, n in zip(taus, devs, ns, strict=True):
+            live = getattr(points[tau], attr)
+            if n < 2:
+                continue
+            assert live == pytest.approx(dev, rel=1e-9), (name, tau)
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 1000])
+def test_streaming_equals_batch_with_gaps_and_a_sliding_window(batch: int) -> None:
+    window = 512
+    x = random_walk_phase(1500, seed=batch, gaps=(40, 41, 300, 1100, 1101, 1102, 1400))
+    stream = StreamingStability(tau0=2.0, window=window)
+    for i, value in enumerate(x, start=1):
+        stream.append(float(value))
+        if i % batch == 0:
+            stream.update()
+    checked = assert_matches_batch(stream, x[-window:])
+    assert checked >= 4 * 6  # four statistics, most octave taus
+    np.testing.assert_array_equal(np.isnan(stream.phase_window()), np.isnan(x[-window:]))
+
+
+def test_streaming_equals_batch_before_the_window_is_full() -> None:
+    x = random_walk_phase(100, seed=3, gaps=(10,))
+    stream = StreamingStability(tau0=1.0, window=4096)
+    for value in x:
+        stream.append(float(value))
+    assert_matches_batch(stream, x)
+
+
+def test_running_sums_do_not_drift_over_many_windows() -> None:
+    # 40 window lengths of data through a small window, with a large phase offset:
+    # the periodic recomputation keeps the running sums exact.
+    x = random_walk_phase(40 * 256, seed=9) + 5.0
+    stream = StreamingStability(tau0=1.0, window=256)
+    for chunk in np.array_split(x, 997):
+        for value in chunk:
+            stream.append(float(value))
+        stream.update()
+    assert_matches_batch(stream, x[-256:])
+
+
+def test_tau_set_is_small_and_fixed() -> None:
+    assert octave_ms(16384) == [2**k for k in range(13)]  # 13 taus per statistic
+    assert octave_ms(16384, max_m=100) == [1, 2, 4, 8, 16, 32, 64]
+    assert [tau_label(t) for t in (1.0, 16.0, 0.5, 1048576.0, 0.25)] == [
+        "1", "16", "0.5", "1048576", "0.25"]
+
+
+def samples_at(times_s: list[float], offsets: list[float]) -> list[Sample]:
+    return [Sample(int(t * 1e9), o) for t, o in zip(times_s, offsets, strict=True)]
+
+
+def test_a_lost_reply_leaves_a_gap_and_shifts_nothing() -> None:
+    tau0 = 16.0
+    rng = np.random.default_rng(5)
+    # Polls arrive late by 0-2 % of the interval, cumulatively (as the scheduler does),
+    # and poll 10 is lost.
+    times, t = [], 1_700_000_000.0
+    for _ in range(400):
+        t += tau0 * (1 + rng.uniform(0.0, 0.02))
+        times.append(t)
+    offsets = list(np.arange(400) * 1e-6)
+    lost = 10
+    live = LiveSeries(tau0, window=1024)
+    for i, sample in enumerate(samples_at(times, offsets)):
+        if i != lost:
+            live.add(sample)
+    live.compute()
+    x = live._stability.phase_window()
+    expected = np.array(offsets)
+    expected[lost] = np.nan
+    np.testing.assert_allclose(x, expected, rtol=0, atol=1e-15)
+    assert np.isnan(x).sum() == 1
+
+
+def test_timeout_back_off_leaves_the_right_number_of_slots() -> None:
+    live = LiveSeries(1.0, window=64)
+    live.add(Sample(0, 0.0))
+    live.add(Sample(1_000_000_000, 1e-6))
+    live.add(Sample(4_010_000_000, 2e-6))  # two polls lost (1 s, then 2 s back-off)
+    live.compute()
+    x = live._stability.phase_window()
+    assert np.isnan(x).tolist() == [False, False, True, True, False]
+
+
+def test_a_step_is_counted_and_restarts_the_window() -> None:
+    rng = np.random.default_rng(11)
+    live = LiveSeries(1.0, window=4096)
+    n = 200
+    offsets = list(rng.normal(0.0, 1e-6, n))
+    offsets[150:] = [o + 5e-3 for o in offsets[150:]]  # the clock is stepped by 5 ms
+    offsets[60] += 1e-3  # a single spike is not a step
+    offsets[90] -= 2e-3
+    offsets[91] -= 2e-3  # nor are two in a row
+    for i, o in enumerate(offsets):
+        live.add(Sample(i * 1_000_000_000, o))
+    result = live.compute()
+    assert live.steps == 1
+    assert result.samples_in_window == n - 150  # the window restarted at the step
+    # ADEV at 1 s is that of the 1 µs white phase noise, not of a 5 ms jump.
+    adev1 = result.points[0].adev
+    assert adev1 == pytest.approx(math.sqrt(3) * 1e-6, rel=0.3)
+
+
+def test_restart_from_the_store_gives_identical_statistics(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    store = SampleStore(str(tmp_path / "s.db"), retention=10 * 365 * 86400)
+    store.start()
+    before = LiveSeries(1.0, window=256)
+    t0 = 1_790_000_000 * 10**9
+    for i in range(600):
+        if i in (100, 101, 500):
+            continue
+        sample = Sample(t0 + i * 10**9 + int(rng.integers(0, 5_000_000)),
+                        float(rng.normal(0, 1e-6)))
+        before.add(sample)
+        store.append("gm", "ntp", sample)
+    store.close()
+    after = LiveSeries(1.0, window=256)
+    for sample in store.load_recent("gm", "ntp", 256):
+        after.add(sample)
+    a, b = before.compute(), after.compute()
+    assert a.points and len(a.points) == len(b.points)
+    for pa, pb in zip(a.points, b.points, strict=True):
+        for attr in ("adev", "mdev", "tdev", "mtie"):
+            if getattr(pa, attr) is None:  # too few terms (MDEV at the longest tau)
+                assert getattr(pb, attr) is None
+            else:
+                assert getattr(pb, attr) == pytest.approx(getattr(pa, attr), rel=1e-12)
+    assert sum(p.adev is not None for p in a.points) >= 6
+    assert b.frequency_offset == pytest.approx(a.frequency_offset, rel=1e-9)
+
+
+def test_live_adev_and_frequency_against_the_responder(responders: ResponderThread) -> None:
+    """White phase noise sigma_x gives ADEV(tau) = sqrt(3) sigma_x / tau (NIST SP 1065,
+    Table 5 for white PM with the overlapping estimator's m = 1 point); the drift of
+    the responder's clock is measured with the opposite sign (local − reference)."""
+    sigma_x, drift, tau0 = 20e-6, 1e-4, 0.02
+    r = responders.add(clock=ResponderClock(offset=0.3, drift=drift, noise=sigma_x, seed=4))
+    source = NtpSource("sim", HostPort("127.0.0.1", r.port), interval=1.0, lab=True)
+    source.live = LiveSeries(tau0, window=4096)
+    phases: list[float] = []
+
+    def sink(_src: Source, sample: Sample) -> None:
+        source.live.add(sample)  # type: ignore[union-attr]
+        phases.append(sample.offset)
+
+    source.sink = sink
+
+    async def poll() -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for k in range(400):
+            await asyncio.sleep(max(0.0, start + k * tau0 - loop.time()))
+            await source.poll_once()
+
+    asyncio.run(poll())
+    result = source.live.compute()
+    assert result.frequency_offset == pytest.approx(-drift, rel=0.05)
+    point = result.points[0]
+    assert point.tau == tau0
+    # The drift is a linear phase ramp: invisible to ADEV. The confidence interval
+    # (99.9 %, so the test is not flaky) of the live value must contain the theory.
+    table = stability_table("oadev", np.array(phases), rate=1 / tau0, taus=[tau0], ci=0.999)
+    assert point.adev == pytest.approx(table.dev[0], rel=0.02)
+    expected = math.sqrt(3) * sigma_x / tau0
+    assert table.ci_low[0] <= expected <= table.ci_high[0]

@@ -1,0 +1,135 @@
+"""Live statistics of one source: samples placed on a grid, steps detected, and the
+streaming estimators of ``timemon.analysis.streaming`` fed in batches.
+
+Threads: ``add`` runs on the event loop for every accepted sample and only does
+O(1) Python work (grid placement, step check) before queueing; ``compute`` runs
+on the agent's statistics thread, drains the queue into the estimators (numpy)
+and publishes an immutable ``LiveResult`` that the exporter reads.
+
+The sampling grid.  Polls are spaced at least one interval apart and arrive a
+little late, so absolute slots (t − t0) / tau0 would drift by one every few
+thousand polls.  Each sample is placed relative to the previous one instead:
+slot += max(1, round(Δt / tau0)).  A lost reply (or a timeout back-off) leaves
+Δt ≈ k·tau0, so the sample lands k slots on and the k − 1 slots between are
+gaps (NaN) — later samples are never shifted by a lost one.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+from timemon.analysis.streaming import DEFAULT_WINDOW, StabilityPoint, StreamingStability
+from timemon.source import Sample
+
+# Step detection: a jump of more than STEP_SIGMAS robust standard deviations (and
+# at least MIN_STEP seconds) from the recent median, confirmed by STEP_CONFIRM
+# consecutive samples that agree with each other, is a step.  Fewer is a spike.
+STEP_SIGMAS = 10.0
+MIN_STEP = 1e-6
+STEP_CONFIRM = 3
+HISTORY = 16
+_RESET = object()
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    points: tuple[StabilityPoint, ...]
+    frequency_offset: float | None
+    samples_in_window: int
+
+
+def tau_label(tau: float) -> str:
+    """Tau written the shortest way: "1", "16", "0.5" (DESIGN.md)."""
+    if float(tau).is_integer():
+        return str(int(tau))
+    return repr(float(tau))
+
+
+class LiveSeries:
+    def __init__(self, tau0: float, window: int = DEFAULT_WINDOW,
+                 max_tau: float | None = None) -> None:
+        self.tau0 = tau0
+        max_m = int(max_tau // tau0) if max_tau else None
+        self._stability = StreamingStability(tau0, window, max_m)
+        self._queue: deque[object] = deque()  # floats (phase or NaN) and _RESET markers
+        self._last_t_ns: int | None = None
+        self._history: deque[float] = deque(maxlen=HISTORY)
+        self._candidates: list[Sample] = []
+        self.steps = 0
+        self.result = LiveResult((), None, 0)
+
+    # -- event-loop side ------------------------------------------------------------
+
+    def add(self, sample: Sample) -> None:
+        if self._is_step_candidate(sample.offset):
+            self._candidates.append(sample)
+            if len(self._candidates) < STEP_CONFIRM:
+                return
+            if self._candidates_agree():
+                self._restart_at_step()
+                return
+            # Not one new level: they were spikes after all; keep them in the series.
+            held, self._candidates = self._candidates, []
+            for s in held:
+                self._place(s)
+            return
+        held, self._candidates = self._candidates, []
+        for s in held:
+            self._place(s)
+        self._place(sample)
+
+    def _threshold(self) -> float | None:
+        if len(self._history) < 8:
+            return None
+        median = statistics.median(self._history)
+        mad = statistics.median(abs(v - median) for v in self._history)
+        return max(MIN_STEP, STEP_SIGMAS * 1.4826 * mad)
+
+    def _is_step_candidate(self, offset: float) -> bool:
+        threshold = self._threshold()
+        if threshold is None:
+            return False
+        return abs(offset - statistics.median(self._history)) > threshold
+
+    def _candidates_agree(self) -> bool:
+        threshold = self._threshold() or MIN_STEP
+        offsets = [s.offset for s in self._candidates]
+        median = statistics.median(self._history)
+        same_side = all(o > median for o in offsets) or all(o < median for o in offsets)
+        return same_side and max(offsets) - min(offsets) < threshold
+
+    def _restart_at_step(self) -> None:
+        self.steps += 1
+        held, self._candidates = self._candidates, []
+        self._history.clear()
+        self._last_t_ns = None
+        self._queue.append(_RESET)
+        for s in held:
+            self._place(s)
+
+    def _place(self, sample: Sample) -> None:
+        if self._last_t_ns is not None:
+            slots = round((sample.t_ns - self._last_t_ns) / (self.tau0 * 1e9))
+            for _ in range(min(max(slots, 1), self._stability.window + 1) - 1):
+                self._queue.append(math.nan)
+        self._last_t_ns = sample.t_ns
+        self._queue.append(sample.offset)
+        self._history.append(sample.offset)
+
+    # -- statistics-thread side ----------------------------------------------------------
+
+    def compute(self) -> LiveResult:
+        """Fold queued samples in and publish the result (numpy: off the event loop)."""
+        stab = self._stability
+        while self._queue:
+            item = self._queue.popleft()
+            if item is _RESET:
+                stab.reset()
+            else:
+                stab.append(item)  # type: ignore[arg-type]
+        stab.update()
+        self.result = LiveResult(tuple(stab.points()), stab.frequency_offset(), stab.count)
+        return self.result
