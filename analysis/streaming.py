@@ -68,7 +68,10 @@ def _moving_sum(v: FloatArray, w: int) -> FloatArray:
 
 
 def _sliding_extrema(v: FloatArray, w: int) -> tuple[FloatArray, FloatArray]:
-    """Max and min of every window of w consecutive elements, in O(len) (van Herk/Gil-Werman)."""
+    """Max and min of every window of w consecutive elements, in O(len) (van Herk/Gil-Werman).
+
+    NaNs are ignored here (fmax/fmin); callers mark windows that touch one.
+    """
     n = v.size - w + 1
     if w == 1:
         return v.copy(), v.copy()
@@ -82,10 +85,14 @@ def _sliding_extrema(v: FloatArray, w: int) -> tuple[FloatArray, FloatArray]:
     return out[0], out[1]
 
 
-class _TauState:
-    """Running sums for one averaging factor m."""
+MTIE_BLOCK = 64  # window positions per block of MTIE maxima
 
-    __slots__ = ("m", "adev_sum", "adev_n", "mdev_sum", "mdev_n", "ranges")
+
+class _TauState:
+    """Running sums for one averaging factor m; O(1) memory but the MTIE block maxima."""
+
+    __slots__ = ("m", "adev_sum", "adev_n", "mdev_sum", "mdev_n", "inner_new", "inner_old",
+                 "block_max", "block_valid")
 
     def __init__(self, m: int, window: int) -> None:
         self.m = m
@@ -93,15 +100,25 @@ class _TauState:
         self.adev_n = 0
         self.mdev_sum = 0.0
         self.mdev_n = 0
-        # Range (max − min) of the window starting at each slot; NaN: none or skipped.
-        self.ranges = np.full(window, np.nan)
+        # MDEV inner sums sum_{i=j}^{j+m−1} d2(i) as (j, NaN-free sum, NaN count), for
+        # the newest term in the sum and for the oldest: each moves on by one entering
+        # and one leaving second difference per slot.
+        self.inner_new: tuple[int, float, int] | None = None
+        self.inner_old: tuple[int, float, int] | None = None
+        # MTIE: max range and valid-window count per block of MTIE_BLOCK positions,
+        # in a ring indexed by absolute block number.
+        blocks = window // MTIE_BLOCK + 3
+        self.block_max = np.full(blocks, np.nan)
+        self.block_valid = np.zeros(blocks, dtype=np.int64)
 
 
 class StreamingStability:
     """Sliding-window OADEV/MDEV/TDEV/MTIE at octave taus, O(1) work per sample per tau.
 
-    ``append`` takes one grid slot (phase in seconds, NaN for a lost poll);
-    ``update`` folds the appended slots in and returns the current points.
+    ``append`` takes one grid slot (phase in seconds, NaN for a gap); ``update``
+    folds the appended slots in; ``points`` gives the current values.  The phase
+    lives in a linear buffer of twice the window, compacted when full, so every
+    range of slots is a contiguous view.
     """
 
     def __init__(self, tau0: float, window: int = DEFAULT_WINDOW,
@@ -112,11 +129,17 @@ class StreamingStability:
         self.window = window
         self.max_m = max_m
         self.ms = octave_ms(window, max_m)
-        self._x = np.full(window, np.nan)  # ring buffer, slot k at k % window
-        self._total = 0  # slots ever folded in
+        self._buf = np.empty(2 * window)
         self._pending: list[float] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (after a clock step)."""
+        self._base = 0  # absolute slot of _buf[0]
+        self._total = 0  # slots folded in
+        self._pending = []
         self._reference: float | None = None  # subtracted from phase: keeps sums well scaled
-        self._taus = [_TauState(m, window) for m in self.ms]
+        self._taus = [_TauState(m, self.window) for m in self.ms]
         self._since_recompute = 0
 
     # -- input --------------------------------------------------------------------
@@ -127,110 +150,184 @@ class StreamingStability:
             self._reference = phase
         self._pending.append(phase)
 
-    def reset(self) -> None:
-        """Forget everything (after a clock step)."""
-        self._x.fill(np.nan)
-        self._total = 0
-        self._pending = []
-        self._reference = None
-        self._taus = [_TauState(m, self.window) for m in self.ms]
-        self._since_recompute = 0
-
     @property
     def count(self) -> int:
         """Slots in the window (including gaps), pending ones included."""
         return min(self._total + len(self._pending), self.window)
 
+    @property
+    def _start(self) -> int:
+        return max(0, self._total - self.window)
+
+    def _x(self, lo: int, hi: int) -> FloatArray:
+        """Phase of absolute slots [lo, hi) as a view (they must be in the buffer)."""
+        return self._buf[lo - self._base:hi - self._base]
+
     def phase_window(self) -> FloatArray:
         """The window's phase in time order, pending slots folded in (seconds)."""
         self.update()
-        n = min(self._total, self.window)
-        start = self._total - n
-        idx = np.arange(start, self._total) % self.window
-        return self._x[idx] + (self._reference or 0.0)
+        return self._x(self._start, self._total) + (self._reference or 0.0)
 
-    # -- folding in -----------------------------------------------------------------
+    # -- terms -------------------------------------------------------------------------
 
-    def _slots(self, lo: int, hi: int) -> FloatArray:
-        """x for absolute slots [lo, hi), which must all be inside the ring."""
-        idx = np.arange(lo, hi) % self.window
-        return self._x[idx]
+    def _d2(self, m: int, lo: int, hi: int) -> FloatArray:
+        """Second differences x[i+2m] − 2x[i+m] + x[i] for i in [lo, hi)."""
+        x = self._x(lo, hi + 2 * m)
+        return x[2 * m:] - 2.0 * x[m:hi - lo + m] + x[:hi - lo]
 
     def _adev_terms(self, m: int, lo: int, hi: int) -> tuple[float, int]:
-        """Sum of squared second differences for terms starting at slots [lo, hi)."""
+        """Sum of squared second differences for the terms starting at [lo, hi)."""
         if hi <= lo:
             return 0.0, 0
-        x = self._slots(lo, hi + 2 * m)
-        d2 = x[2 * m:] - 2.0 * x[m:-m] + x[:-2 * m]
-        ok = np.isfinite(d2)
-        v = d2[ok]
+        d2 = self._d2(m, lo, hi)
+        v = d2[np.isfinite(d2)]
         return float(np.dot(v, v)), int(v.size)
 
-    def _mdev_terms(self, m: int, lo: int, hi: int) -> tuple[float, int]:
-        """Sum of squared m-sums of second differences for terms starting at [lo, hi)."""
-        if hi <= lo:
-            return 0.0, 0
-        x = self._slots(lo, hi + 3 * m - 1)
-        d2 = x[2 * m:] - 2.0 * x[m:-m] + x[:-2 * m]  # slots lo .. hi + m − 2
+    def _inner_direct(self, m: int, j: int) -> tuple[float, int]:
+        """MDEV inner sum of term j from scratch: O(m)."""
+        d2 = self._d2(m, j, j + m)
         bad = ~np.isfinite(d2)
-        s = _moving_sum(np.where(bad, 0.0, d2), m)
-        nbad = _moving_sum(bad.astype(np.float64), m)
-        v = s[nbad == 0]
-        return float(np.dot(v, v)), int(v.size)
+        return float(np.sum(np.where(bad, 0.0, d2))), int(bad.sum())
+
+    def _inner_run(self, m: int, j0: int, j1: int, anchor: tuple[int, float, int] | None
+                   ) -> tuple[FloatArray, FloatArray]:
+        """Inner sums and NaN counts of the MDEV terms j in [j0, j1).
+
+        Each follows from the one before by one entering and one leaving second
+        difference, so a run costs O(j1 − j0); only the first is summed in full
+        (O(m)) unless ``anchor`` = (j0, sum, NaN count) already gives it.
+        """
+        if anchor is not None and anchor[0] == j0:
+            first, first_bad = anchor[1], anchor[2]
+        else:
+            first, first_bad = self._inner_direct(m, j0)
+        n = j1 - j0 - 1
+        if n <= 0:
+            return np.array([first]), np.array([first_bad])
+        d2 = self._d2(m, j0, j1 + m - 1)  # d2(j0) .. d2(j1 + m − 2)
+        entering, leaving = d2[m:m + n], d2[:n]  # for term j: d2(j + m − 1) in, d2(j − 1) out
+        bad_in, bad_out = ~np.isfinite(entering), ~np.isfinite(leaving)
+        inc = np.where(bad_in, 0.0, entering) - np.where(bad_out, 0.0, leaving)
+        sums = np.concatenate(([first], first + np.cumsum(inc)))
+        bads = np.concatenate(([first_bad], first_bad + np.cumsum(bad_in.astype(np.int64)
+                                                                 - bad_out)))
+        return sums, bads
+
+    def _mdev_remove(self, t: _TauState, j0: int, j1: int, last: int) -> None:
+        """Remove terms [j0, j1) (j0 the first in the sum; ``last`` the last one)."""
+        if j1 <= j0:
+            return
+        upto = min(j1 + 1, last + 1)  # also the new first term, when there is one
+        sums, bads = self._inner_run(t.m, j0, upto, t.inner_old)
+        removed, removed_bad = sums[:j1 - j0], bads[:j1 - j0]
+        v = removed[removed_bad == 0]
+        t.mdev_sum -= float(np.dot(v, v))
+        t.mdev_n -= int(v.size)
+        t.inner_old = (j1, float(sums[-1]), int(bads[-1])) if upto > j1 else None
+
+    def _mdev_add(self, t: _TauState, j0: int, j1: int) -> None:
+        """Add terms [j0, j1), j0 following the last term in the sum."""
+        if j1 <= j0:
+            return
+        anchored = t.inner_new is not None and t.inner_new[0] == j0 - 1
+        sums, bads = self._inner_run(t.m, j0 - 1 if anchored else j0, j1, t.inner_new)
+        if anchored:
+            sums, bads = sums[1:], bads[1:]
+        v = sums[bads == 0]
+        t.mdev_sum += float(np.dot(v, v))
+        t.mdev_n += int(v.size)
+        t.inner_new = (j1 - 1, float(sums[-1]), int(bads[-1]))
 
     def _ranges(self, m: int, lo: int, hi: int) -> FloatArray:
         """max − min of x over slots [k, k+m] for k in [lo, hi); NaN where a gap is touched."""
-        x = self._slots(lo, hi + m)
+        x = self._x(lo, hi + m)
         hi_v, lo_v = _sliding_extrema(x, m + 1)
-        bad = _moving_sum((~np.isfinite(x)).astype(np.float64), m + 1) > 0
+        bad = _moving_sum((~np.isfinite(x)).astype(np.float64), m + 1) > 0.5
         r = hi_v - lo_v
         r[bad] = np.nan
         return r
 
+    def _mtie_add(self, t: _TauState, lo: int, hi: int) -> None:
+        """Fold the ranges of window positions [lo, hi) into the block maxima."""
+        if hi <= lo:
+            return
+        r = self._ranges(t.m, lo, hi)
+        blocks = t.block_max.size
+        first_block = lo // MTIE_BLOCK
+        offsets = np.arange(lo, hi) // MTIE_BLOCK - first_block
+        starts = np.flatnonzero(np.r_[True, offsets[1:] != offsets[:-1]])
+        maxima = np.fmax.reduceat(r, starts)
+        valid = np.add.reduceat(np.isfinite(r).astype(np.int64), starts)
+        ring = (first_block + offsets[starts]) % blocks
+        t.block_max[ring] = np.fmax(t.block_max[ring], maxima)
+        t.block_valid[ring] += valid
+
+    def _mtie(self, t: _TauState) -> tuple[float | None, int]:
+        """MTIE over the window: the blocks' maxima, the first (partly evicted) block
+        recomputed from the phase."""
+        lo, hi = self._start, self._total - t.m  # positions of windows inside the window
+        if hi <= lo:
+            return None, 0
+        blocks = t.block_max.size
+        first_block, last_block = lo // MTIE_BLOCK, (hi - 1) // MTIE_BLOCK
+        head_end = min(hi, (first_block + 1) * MTIE_BLOCK)
+        head = self._ranges(t.m, lo, head_end)
+        head_ok = np.isfinite(head)
+        best = float(head[head_ok].max()) if head_ok.any() else -math.inf
+        count = int(head_ok.sum())
+        if last_block > first_block:
+            ring = np.arange(first_block + 1, last_block + 1) % blocks
+            maxima = t.block_max[ring]
+            if np.isfinite(maxima).any():
+                best = max(best, float(np.nanmax(maxima)))
+            count += int(t.block_valid[ring].sum())
+        return (best if count else None), count
+
+    # -- folding in -----------------------------------------------------------------
+
     def _fold(self, new: FloatArray) -> None:
-        """Add len(new) slots: retire the terms that lose their first slot, then add the
-        terms the new slots complete."""
+        """Add len(new) ≤ window slots: retire the terms that lose their first slot,
+        then add the terms the new slots complete."""
         w = self.window
         a = self._total
         b = a + new.size
-        start_old = max(0, a - w)
-        start_new = max(0, b - w)
-        # Terms starting at [start_old, start_new) leave the window.  They were added
-        # only if complete before this batch (all their slots < a); read them before
-        # the ring slots are overwritten.
+        start_old, start_new = max(0, a - w), max(0, b - w)
+        # Make room: keep the window's slots [start_old, a) at the front of the buffer.
+        used = a - self._base
+        if used + new.size > self._buf.size:
+            keep = a - start_old
+            self._buf[:keep] = self._buf[used - keep:used]
+            self._base = start_old
+        self._buf[a - self._base:b - self._base] = new
+        self._total = b
         for t in self._taus:
             m = t.m
+            # Terms leaving: those starting in [start_old, start_new) that were complete.
             s, n = self._adev_terms(m, start_old, min(start_new, a - 2 * m))
             t.adev_sum -= s
             t.adev_n -= n
-            s, n = self._mdev_terms(m, start_old, min(start_new, a - 3 * m + 1))
-            t.mdev_sum -= s
-            t.mdev_n -= n
-            if start_new > start_old:
-                t.ranges[np.arange(start_old, start_new) % w] = np.nan
-        self._x[np.arange(a, b) % w] = new
-        self._total = b
-        # Terms completed by the new slots: those ending at a slot in [a, b).
-        for t in self._taus:
-            m = t.m
+            self._mdev_remove(t, start_old, min(start_new, a - 3 * m + 1), a - 3 * m)
+            # Terms completed by the new slots.
             s, n = self._adev_terms(m, max(start_new, a - 2 * m), b - 2 * m)
             t.adev_sum += s
             t.adev_n += n
-            s, n = self._mdev_terms(m, max(start_new, a - 3 * m + 1), b - 3 * m + 1)
-            t.mdev_sum += s
-            t.mdev_n += n
-            lo, hi = max(start_new, a - m), b - m
-            if hi > lo:
-                t.ranges[np.arange(lo, hi) % w] = self._ranges(m, lo, hi)
+            self._mdev_add(t, max(start_new, a - 3 * m + 1), b - 3 * m + 1)
+            # MTIE: clear blocks that left the window entirely, then add new positions.
+            blocks = t.block_max.size
+            for block in range(start_old // MTIE_BLOCK, start_new // MTIE_BLOCK):
+                t.block_max[block % blocks] = np.nan
+                t.block_valid[block % blocks] = 0
+            self._mtie_add(t, max(start_new, a - m), b - m)
 
     def _recompute(self) -> None:
         """All sums from the buffer, from scratch (bounds rounding error)."""
-        start = max(0, self._total - self.window)
-        b = self._total
+        start, b = self._start, self._total
         for t in self._taus:
             m = t.m
             t.adev_sum, t.adev_n = self._adev_terms(m, start, b - 2 * m)
-            t.mdev_sum, t.mdev_n = self._mdev_terms(m, start, b - 3 * m + 1)
+            t.mdev_sum, t.mdev_n = 0.0, 0
+            t.inner_new = t.inner_old = None
+            self._mdev_add(t, start, b - 3 * m + 1)
         self._since_recompute = 0
 
     def update(self) -> None:
@@ -239,7 +336,6 @@ class StreamingStability:
             return
         pending, self._pending = self._pending, []
         new = np.asarray(pending, dtype=np.float64) - (self._reference or 0.0)
-        # Batches larger than the window only matter for their last `window` slots.
         for lo in range(0, new.size, self.window):
             self._fold(new[lo:lo + self.window])
         self._since_recompute += new.size
@@ -253,16 +349,15 @@ class StreamingStability:
         out = []
         for t in self._taus:
             m, tau = t.m, t.m * self.tau0
-            adev = mdev = tdev = mtie = None
+            adev = mdev = tdev = None
             if t.adev_n >= MIN_TERMS:
                 adev = math.sqrt(max(t.adev_sum, 0.0) / (2.0 * t.adev_n)) / tau
             if t.mdev_n >= MIN_TERMS:
                 mdev = math.sqrt(max(t.mdev_sum, 0.0) / (2.0 * t.mdev_n)) / (m * tau)
                 tdev = tau / math.sqrt(3.0) * mdev
-            valid = np.isfinite(t.ranges)
-            mtie_n = int(valid.sum())
-            if mtie_n >= MIN_TERMS:
-                mtie = float(t.ranges[valid].max())
+            mtie, mtie_n = self._mtie(t)
+            if mtie_n < MIN_TERMS:
+                mtie = None
             out.append(StabilityPoint(tau, m, adev, t.adev_n, mdev, tdev, t.mdev_n, mtie,
                                       mtie_n))
         return out

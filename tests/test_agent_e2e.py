@@ -205,8 +205,8 @@ def test_agent_without_config_serves_the_kernel(tmp_path: Path, timemon_exe: str
     proc = subprocess.Popen([timemon_exe, "agent", "--listen", f"127.0.0.1:{port}"],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
-        text = wait_for(lambda: _try_scrape(port))
-        assert "timemon_kernel_sync_status" in text
+        text = wait_for(lambda: (t := _try_scrape(port)) and "timemon_kernel_sync_status" in t
+                        and t)
         assert "timemon_build_info" in text
     finally:
         code, err = stop(proc)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from timemon.address import HostPort
 from timemon.analysis import mdev, mtie, oadev, stability_table, tdev
 from timemon.analysis.streaming import StreamingStability, octave_ms
-from timemon.live import LiveSeries, tau_label
 from timemon.probes.ntp import NtpSource
+
+from timemon.address import HostPort
+from timemon.live import LiveSeries, tau_label
 from timemon.simulator import ResponderClock, ResponderThread
 from timemon.source import Sample, Source
 from timemon.store import SampleStore

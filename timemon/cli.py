@@ -131,7 +131,10 @@ def check_config(file: str) -> None:
 
 
 # Probes of later kinds register here as "kind": "module:command".
-PROBE_COMMANDS: dict[str, str] = {}
+PROBE_COMMANDS: dict[str, str] = {
+    "gnss": "timemon.cli_gnss:probe_gnss",
+    "ptp": "timemon.cli_ptp:probe_ptp",
+}
 
 
 @main.group(cls=_LazyGroup, lazy=PROBE_COMMANDS)

@@ -128,9 +128,90 @@ def _build_kernel(sc: SourceConfig) -> Source:
     return KernelSource(sc.name, interval=sc.interval)
 
 
+# -- ptp ---------------------------------------------------------------------------
+
+PTP_DEFAULT_UDS = "/var/run/ptp4l"  # ptp4l's uds_address default
+PTP_DEFAULT_DOMAIN = 0
+PTP_DEFAULT_INTERVAL = 1.0  # ptp4l's default sync rate; a local socket, cheap to read
+PTP_MIN_INTERVAL = 0.1
+UNIX_PATH_MAX = 107  # sun_path is 108 octets with the terminating NUL
+
+
+def _parse_ptp(raw: dict[str, Any], interval: float, fail: Fail) -> dict[str, Any]:
+    uds = raw.get("uds", PTP_DEFAULT_UDS)
+    if not isinstance(uds, str) or not uds or len(uds.encode()) > UNIX_PATH_MAX:
+        raise fail(f"uds must be the path of ptp4l's socket (its uds_address), at most "
+                   f"{UNIX_PATH_MAX} bytes", "uds")
+    domain = raw.get("domain", PTP_DEFAULT_DOMAIN)
+    if isinstance(domain, bool) or not isinstance(domain, int) or not 0 <= domain <= 255:
+        raise fail("domain must be ptp4l's domainNumber, a whole number 0-255", "domain")
+    if interval < PTP_MIN_INTERVAL:
+        raise fail(f"interval {interval:g} s is below the floor of {PTP_MIN_INTERVAL:g} s",
+                   "interval")
+    return {"uds": uds, "domain": domain}
+
+
+def _build_ptp(sc: SourceConfig) -> Source:
+    from timemon.probes.ptp import PtpSource
+
+    return PtpSource(sc.name, sc.options["uds"], domain=sc.options["domain"],
+                     interval=sc.interval)
+
+
+# -- gnss --------------------------------------------------------------------------
+
+GNSS_DEFAULT_INTERVAL = 1.0  # receivers report once a second; only used for reporting
+# 9600 Bd: the factory default of u-blox, Quectel and most current receivers (the
+# NMEA 0183 standard's 4800 is set explicitly for older ones).
+GNSS_DEFAULT_BAUD = 9600
+GNSS_BAUDS = frozenset({1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400,
+                        460800, 921600})
+
+
+def _parse_gnss(raw: dict[str, Any], interval: float, fail: Fail) -> dict[str, Any]:
+    device = raw.get("device")
+    if not isinstance(device, str) or not device:
+        raise fail("missing 'device' (a serial port such as \"/dev/ttyACM0\", or "
+                   "\"gpsd://HOST:PORT\")", "device" if "device" in raw else None)
+    if device.startswith("gpsd://"):
+        try:
+            parse_host_port(device[len("gpsd://"):].rstrip("/") or "127.0.0.1", 2947)
+        except AddressError as exc:
+            raise fail(f"device: {exc}", "device") from exc
+    elif not device.startswith("/"):
+        raise fail("device must be an absolute path (/dev/tty...) or gpsd://HOST:PORT",
+                   "device")
+    baud = raw.get("baud", GNSS_DEFAULT_BAUD)
+    if isinstance(baud, bool) or baud not in GNSS_BAUDS:
+        raise fail(f"baud must be one of {', '.join(map(str, sorted(GNSS_BAUDS)))}", "baud")
+    delay = raw.get("fixed_delay", 0)
+    fixed_delay = 0.0 if delay == 0 and not isinstance(delay, bool) else \
+        require_duration(raw, "fixed_delay", 0.0, fail)
+    if fixed_delay >= 1.0:
+        raise fail("fixed_delay is the receiver's output latency: less than 1 s",
+                   "fixed_delay")
+    pps = raw.get("pps", "")
+    if not isinstance(pps, str) or not (pps in ("", "dcd") or pps.startswith("/dev/pps")):
+        raise fail('pps must be "" (none), "dcd" (the port\'s DCD line) or "/dev/ppsN"', "pps")
+    if pps and device.startswith("gpsd://"):
+        raise fail("pps is read by gpsd on a gpsd:// device: leave pps out", "pps")
+    return {"device": device, "baud": int(baud), "fixed_delay": fixed_delay, "pps": pps}
+
+
+def _build_gnss(sc: SourceConfig) -> Source:
+    from timemon.probes.gnss import GnssSource
+
+    return GnssSource(sc.name, sc.options["device"], baud=sc.options["baud"],
+                      fixed_delay=sc.options["fixed_delay"], interval=sc.interval,
+                      pps=sc.options["pps"])
+
+
 KINDS: dict[str, KindSpec] = {
+    "gnss": KindSpec(frozenset({"device", "baud", "fixed_delay", "pps"}),
+                     GNSS_DEFAULT_INTERVAL, _parse_gnss, _build_gnss),
     "ntp": KindSpec(frozenset({"address", "lab", "timeout", "interleaved"}),
                     NTP_DEFAULT_INTERVAL, _parse_ntp, _build_ntp),
     "kernel": KindSpec(frozenset(), KERNEL_DEFAULT_INTERVAL, _parse_kernel, _build_kernel,
                        default_name="kernel", reference=False),
+    "ptp": KindSpec(frozenset({"uds", "domain"}), PTP_DEFAULT_INTERVAL, _parse_ptp, _build_ptp),
 }
