@@ -271,7 +271,11 @@ timeout = 0.2
     try:
         wait_for(lambda: len(stability()) >= 4 * 3, timeout=40)  # taus 1, 2, 4 at least
         r.mode = "silent"  # no new sample from here on
-        time.sleep(3)  # the in-flight poll times out; statistics fold in the last sample
+        # The in-flight poll times out, and the statistics fold in the last sample
+        # (a young window folds at least every timemon.live.YOUNG_MAX_AGE seconds).
+        from timemon.live import YOUNG_MAX_AGE
+
+        time.sleep(YOUNG_MAX_AGE + 2.5)
         before = stability()
     finally:
         stop(proc)

@@ -23,7 +23,7 @@ from timemon.store import SampleStore
 log = logging.getLogger("timemon.agent")
 
 LAG_CHECK_SECONDS = 0.5
-STATS_PERIOD = 2.0  # seconds between folds of new samples into the live statistics
+STATS_PERIOD = 1.0  # seconds between checks for live statistics whose fold is due
 
 
 class Agent:
@@ -126,11 +126,13 @@ class Agent:
             self.state.event_loop_lag = max(0.0, time.monotonic() - before - LAG_CHECK_SECONDS)
 
     def _compute_statistics(self) -> None:
-        """On the statistics thread: fold new samples into every source's estimators."""
+        """On the statistics thread: fold new samples into the estimators of every
+        source whose batch is due (see ``timemon.live``)."""
+        now = time.monotonic()
         for source in self.state.sources:
             if source.live is not None:
                 try:
-                    source.live.compute()
+                    source.live.compute_if_due(now)
                 except Exception:  # noqa: BLE001 - one source's bad data must not stop others
                     log.exception("statistics of source %s failed", source.name)
 

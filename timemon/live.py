@@ -32,6 +32,13 @@ MIN_STEP = 1e-6
 STEP_CONFIRM = 3
 HISTORY = 16
 _RESET = object()
+# Folding cadence: numpy work has a fixed cost per fold, so samples are folded in
+# batches of FOLD_BATCH, or when the oldest unfolded one has waited FOLD_MAX_AGE
+# (YOUNG_MAX_AGE while the window is young, so the first values come quickly).
+FOLD_BATCH = 64
+FOLD_MAX_AGE = 60.0
+YOUNG_MAX_AGE = 5.0
+YOUNG_WINDOW = 256
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class LiveSeries:
         self._candidates: list[Sample] = []
         self.steps = 0
         self.result = LiveResult((), None, 0)
+        self._last_fold = -math.inf  # monotonic seconds
 
     # -- event-loop side ------------------------------------------------------------
 
@@ -120,6 +128,19 @@ class LiveSeries:
         self._history.append(sample.offset)
 
     # -- statistics-thread side ----------------------------------------------------------
+
+    def compute_if_due(self, now: float) -> bool:
+        """Fold and publish when a batch is ready or the oldest sample has waited long
+        enough (``now``: monotonic seconds).  Returns whether it did."""
+        if not self._queue:
+            return False
+        young = self.result.samples_in_window < YOUNG_WINDOW
+        max_age = YOUNG_MAX_AGE if young else FOLD_MAX_AGE
+        if len(self._queue) < FOLD_BATCH and now - self._last_fold < max_age:
+            return False
+        self._last_fold = now
+        self.compute()
+        return True
 
     def compute(self) -> LiveResult:
         """Fold queued samples in and publish the result (numpy: off the event loop)."""
