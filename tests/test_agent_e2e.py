@@ -64,7 +64,7 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def write_config(path: Path, store: Path, chrony_port: int) -> None:
+def write_config(path: Path, store: Path, chrony_port: int, extra: str = "") -> None:
     path.write_text(f"""
 [agent]
 store = "{store}"
@@ -75,7 +75,7 @@ kind = "ntp"
 address = "127.0.0.1:{chrony_port}"
 interval = "1s"
 lab = true
-
+{extra}
 [[source]]
 kind = "kernel"
 interval = 1
@@ -223,7 +223,8 @@ def _try_scrape(port: int) -> str | None:
 def test_live_stability_metrics_within_a_minute(tmp_path: Path, chronyd_server: Chronyd,
                                                 timemon_exe: str) -> None:
     config = tmp_path / "timemon.toml"
-    write_config(config, tmp_path / "s.db", chronyd_server.port)
+    write_config(config, tmp_path / "s.db", chronyd_server.port,
+                 'masks = ["G.8272-PRTC-A"]\n')
     port = free_tcp_port()
     proc = start_agent(timemon_exe, config, port)
     try:
@@ -238,6 +239,11 @@ def test_live_stability_metrics_within_a_minute(tmp_path: Path, chronyd_server: 
                 (("kind", "ntp"), ("source", "lab-chronyd"))) in metrics
         assert metrics[("timemon_offset_steps_total",
                         (("kind", "ntp"), ("source", "lab-chronyd")))] == 0
+        for statistic in ("mtie", "tdev"):
+            key = ("timemon_mask_violation", (("kind", "ntp"), ("mask", "G.8272-PRTC-A"),
+                                              ("source", "lab-chronyd"),
+                                              ("statistic", statistic)))
+            assert metrics[key] in (0.0, 1.0)
     finally:
         stop(proc)
 

@@ -206,3 +206,34 @@ def test_live_adev_and_frequency_against_the_responder(responders: ResponderThre
     assert point.adev == pytest.approx(table.dev[0], rel=0.02)
     expected = math.sqrt(3) * sigma_x / tau0
     assert table.ci_low[0] <= expected <= table.ci_high[0]
+
+
+def test_mask_violation_follows_the_live_mtie() -> None:
+    from timemon.analysis.masks import get_mask
+
+    prtc_a = get_mask("G.8272-PRTC-A")
+    quiet, noisy = LiveSeries(1.0, 1024, masks=("G.8272-PRTC-A",)), LiveSeries(
+        1.0, 1024, masks=("G.8272-PRTC-A",))
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        t = i * 1_000_000_000
+        quiet.add(Sample(t, float(rng.normal(0, 1e-9))))  # ~6 ns MTIE: inside 25-100 ns
+        noisy.add(Sample(t, float(rng.normal(0, 1e-6))))  # µs wander: far outside
+    q, n = quiet.compute(), noisy.compute()
+    assert ("G.8272-PRTC-A", "mtie", False) in q.mask_violations
+    assert ("G.8272-PRTC-A", "tdev", False) in q.mask_violations
+    assert ("G.8272-PRTC-A", "mtie", True) in n.mask_violations
+    # The verdict agrees with the mask function at the exported taus.
+    point = n.points[0]
+    assert point.mtie > prtc_a.mtie_seconds(point.tau)
+
+
+def test_config_refuses_unknown_masks() -> None:
+    from timemon.config import ConfigError, parse_config
+
+    base = '[[source]]\nname = "a"\nkind = "ntp"\naddress = "192.0.2.1"\n'
+    parse_config(base + 'masks = ["G.811", "G.8272-PRTC-B"]\n')
+    with pytest.raises(ConfigError, match="x.toml:5.*G.8272-PRTC-C"):
+        parse_config(base + 'masks = ["G.8272-PRTC-C"]\n', "x.toml")
+    with pytest.raises(ConfigError, match="stability_window"):
+        parse_config(base + "stability_window = 3\n", "x.toml")

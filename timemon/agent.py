@@ -57,7 +57,8 @@ class Agent:
         source.sink = self.record
         if source.is_reference:
             window = sc.options.get("stability_window", DEFAULT_WINDOW)
-            source.live = LiveSeries(sc.interval, window, sc.options.get("max_tau"))
+            source.live = LiveSeries(sc.interval, window, sc.options.get("max_tau"),
+                                     sc.options.get("masks", ()))
             if self.store is not None:
                 # The window's worth of history: statistics continue across a restart.
                 recent = await asyncio.get_running_loop().run_in_executor(

@@ -56,10 +56,13 @@ def parse_stability(raw: dict[str, Any], interval: float, fail: Fail) -> dict[st
     if not isinstance(masks, list) or not all(isinstance(m, str) for m in masks):
         raise fail("masks must be a list of mask names, e.g. [\"G.8272-PRTC-A\"]", "masks")
     if masks:
-        from timemon.analysis.masks import MASKS
-    for name in masks:
-        if name not in MASKS:
-            raise fail(f"unknown mask {name!r}; expected one of: {', '.join(MASKS)}", "masks")
+        from timemon.analysis.masks import UnknownMask, get_mask
+
+        for name in masks:
+            try:
+                get_mask(name)
+            except UnknownMask as exc:
+                raise fail(str(exc), "masks") from exc
     return {"stability_window": window, "max_tau": max_tau, "masks": tuple(masks)}
 
 

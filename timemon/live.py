@@ -46,6 +46,30 @@ class LiveResult:
     points: tuple[StabilityPoint, ...]
     frequency_offset: float | None
     samples_in_window: int
+    # (mask, statistic, violated): violated when the live statistic exceeds the mask at
+    # any exported tau where both are defined.
+    mask_violations: tuple[tuple[str, str, bool], ...] = ()
+
+
+def mask_violations(points: tuple[StabilityPoint, ...], masks: tuple[str, ...]
+                    ) -> tuple[tuple[str, str, bool], ...]:
+    if not masks or not points:
+        return ()
+    import numpy as np
+
+    from timemon.analysis.masks import get_mask, violations
+
+    taus = np.array([p.tau for p in points])
+    out = []
+    for name in masks:
+        mask = get_mask(name)
+        for statistic, has in (("mtie", mask.has_mtie), ("tdev", mask.has_tdev)):
+            if not has:
+                continue
+            values = np.array([getattr(p, statistic) if getattr(p, statistic) is not None
+                               else np.nan for p in points])
+            out.append((name, statistic, bool(violations(mask, statistic, taus, values).any())))
+    return tuple(out)
 
 
 def tau_label(tau: float) -> str:
@@ -57,8 +81,9 @@ def tau_label(tau: float) -> str:
 
 class LiveSeries:
     def __init__(self, tau0: float, window: int = DEFAULT_WINDOW,
-                 max_tau: float | None = None) -> None:
+                 max_tau: float | None = None, masks: tuple[str, ...] = ()) -> None:
         self.tau0 = tau0
+        self.masks = masks
         max_m = int(max_tau // tau0) if max_tau else None
         self._stability = StreamingStability(tau0, window, max_m)
         self._queue: deque[object] = deque()  # floats (phase or NaN) and _RESET markers
@@ -152,5 +177,7 @@ class LiveSeries:
             else:
                 stab.append(item)  # type: ignore[arg-type]
         stab.update()
-        self.result = LiveResult(tuple(stab.points()), stab.frequency_offset(), stab.count)
+        points = tuple(stab.points())
+        self.result = LiveResult(points, stab.frequency_offset(), stab.count,
+                                 mask_violations(points, self.masks))
         return self.result

@@ -206,6 +206,11 @@ class Source:
         )
         for name, _attr, doc in families:
             out.declare_gauge(name, doc, labels)
+        mask_labels = (*SOURCE_LABELS, "mask", "statistic")
+        for mask, statistic, violated in result.mask_violations:
+            out.gauge("timemon_mask_violation",
+                      "1 when the live MTIE or TDEV exceeds the ITU-T mask at any exported tau.",
+                      mask_labels, (*lv, mask, statistic), 1.0 if violated else 0.0)
         for point in result.points:
             tau = tau_label(point.tau)
             for name, attr, doc in families:
