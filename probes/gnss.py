@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from timemon.probes.gnss_decode import (
@@ -56,7 +57,6 @@ from timemon.probes.gnss_pps import (
     wait_dcd,
 )
 from timemon.probes.gnss_stream import (
-    Frame,
     GnssStreamError,
     StreamSplitter,
     UnsupportedStreamError,
@@ -147,6 +147,7 @@ class GnssSource(Source):
         self.stream_supported = True
         self.pairer = PpsPairer(fixed_delay=fixed_delay)
         self._offsets: deque[float] = deque(maxlen=JITTER_WINDOW)
+        self.root_distance: float | None = None  # for the cross-checks (README: Error bounds)
         self._last_epoch_mono = 0
         self._port: Any = None
         self._pps_stop = threading.Event()
@@ -189,6 +190,17 @@ class GnssSource(Source):
         self.quality = quality
         self.accept(Sample(t_ns, offset))
         self.offset = offset
+        # The receiver's own accuracy: tAcc plus the pulse's quantization error (qErr,
+        # not applied).  A serial offset carries the output latency, which tAcc does not
+        # cover: no interval, no bound then (README: Error bounds).
+        epoch = self.epoch
+        tacc = epoch.time_accuracy_seconds if epoch is not None else None
+        if quality == "pps" and tacc is not None:
+            qerr = epoch.qerr_seconds if epoch is not None and epoch.qerr_seconds else 0.0
+            self.root_distance = tacc + abs(qerr)
+            self.error_bound = abs(offset) + self.root_distance
+        else:
+            self.root_distance = self.error_bound = None
         self._offsets.append(offset)
         if len(self._offsets) >= 2:
             mean = sum(self._offsets) / len(self._offsets)
@@ -268,21 +280,44 @@ class GnssSource(Source):
             await asyncio.sleep(REOPEN_EVERY)
 
     async def _read_port(self, loop: asyncio.AbstractEventLoop, port: Any) -> None:
-        """Read until the device goes away; returns then (the caller reopens)."""
+        """Read until the device goes away; returns then (the caller reopens).
+
+        The event loop only reads bytes and stamps them.  Splitting and decoding
+        (pyubx2 takes milliseconds for a NAV-SAT, and an epoch of GSV sentences more)
+        run in order on a worker thread of this source, whose results come back to
+        the loop with ``call_soon_threadsafe``.
+        """
         fd = port.fileno()
         splitter = StreamSplitter(decode=wanted)
         decoder = EpochDecoder()
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gnss-{self.name}")
         gone: asyncio.Future[str] = loop.create_future()
         idle: asyncio.TimerHandle | None = None
 
-        def flush() -> None:
+        def decode(data: bytes, t_ns: int) -> None:  # worker thread
+            results: list[tuple[str, Any]] = []
+            for event in splitter.feed(data, t_ns):
+                if isinstance(event, GnssStreamError):
+                    results.append(("stream_error", event))
+                    continue
+                results.append(("frame", None))
+                try:
+                    results.extend(("epoch", epoch) for epoch in decoder.feed(event))
+                except GnssDecodeError as exc:
+                    results.append(("decode_error", exc))
+            if results:
+                loop.call_soon_threadsafe(self._apply, results)
+
+        def flush_decoder() -> None:  # worker thread
             epoch = decoder.flush()
             if epoch is not None:
-                self._handle_epoch(epoch)
+                loop.call_soon_threadsafe(self._apply, [("epoch", epoch)])
+
+        def flush() -> None:
+            worker.submit(flush_decoder)
 
         def on_readable() -> None:
             nonlocal idle
-            started = time.monotonic_ns()
             try:
                 data = os.read(fd, 65536)
             except BlockingIOError:
@@ -296,12 +331,10 @@ class GnssSource(Source):
                 if not gone.done():
                     gone.set_result(f"{self.device}: end of file")
                 return
-            for event in splitter.feed(data, t_ns):
-                self._on_event(event, decoder)
+            worker.submit(decode, data, t_ns)
             if idle is not None:
                 idle.cancel()
             idle = loop.call_later(IDLE_FLUSH, flush)
-            self.probe_duration = (time.monotonic_ns() - started) / 1e9
 
         loop.add_reader(fd, on_readable)
         try:
@@ -311,24 +344,27 @@ class GnssSource(Source):
                 loop.remove_reader(fd)
             if idle is not None:
                 idle.cancel()
-        flush()
+            worker.submit(flush_decoder)
+            # Let queued decoding finish without blocking the loop.
+            await loop.run_in_executor(None, worker.shutdown, True)
         self._error("device_lost", detail)
 
-    def _on_event(self, event: Frame | GnssStreamError, decoder: EpochDecoder) -> None:
-        if isinstance(event, GnssStreamError):
-            if isinstance(event, UnsupportedStreamError):
-                self.stream_supported = False
-                self.set_up(False)
-            self._error(event.reason, str(event))
-            return
-        self.stream_supported = True
-        try:
-            epochs = decoder.feed(event)
-        except GnssDecodeError as exc:
-            self._error(exc.reason, str(exc))
-            return
-        for epoch in epochs:
-            self._handle_epoch(epoch)
+    def _apply(self, results: list[tuple[str, Any]]) -> None:
+        """On the loop: what the worker decoded, in order."""
+        started = time.monotonic_ns()
+        for kind, item in results:
+            if kind == "stream_error":
+                if isinstance(item, UnsupportedStreamError):
+                    self.stream_supported = False
+                    self.set_up(False)
+                self._error(item.reason, str(item))
+            elif kind == "frame":
+                self.stream_supported = True
+            elif kind == "decode_error":
+                self._error(item.reason, str(item))
+            else:
+                self._handle_epoch(item)
+        self.probe_duration = (time.monotonic_ns() - started) / 1e9
 
     # -- PPS -----------------------------------------------------------------------------
 

@@ -165,5 +165,6 @@ def test_event_loop_never_waits_on_the_port() -> None:
         worst = asyncio.run(scenario())
     finally:
         player.close()
-    # The biggest F9T epoch (NAV-SAT, NAV-SIG, 40 GSV) decodes in a few ms.
+    # Decoding runs on the source's worker thread; the bound is loose because the
+    # machine is shared (GIL hand-offs and other processes: 10-15 ms seen, rarely more).
     assert worst < 0.1, worst
