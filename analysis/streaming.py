@@ -86,6 +86,7 @@ def _sliding_extrema(v: FloatArray, w: int) -> tuple[FloatArray, FloatArray]:
 
 
 MTIE_BLOCK = 64  # window positions per block of MTIE maxima
+BLOCK = 64  # phase slots per block summary (max, min, any NaN)
 
 
 class _TauState:
@@ -117,7 +118,8 @@ class StreamingStability:
 
     ``append`` takes one grid slot (phase in seconds, NaN for a gap); ``update``
     folds the appended slots in; ``points`` gives the current values.  The phase
-    lives in a linear buffer of twice the window, compacted when full, so every
+    lives in a linear buffer an eighth longer than the window, compacted (one copy of
+    the window) when full, so every
     range of slots is a contiguous view.
     """
 
@@ -129,7 +131,8 @@ class StreamingStability:
         self.window = window
         self.max_m = max_m
         self.ms = octave_ms(window, max_m)
-        self._buf = np.empty(2 * window)
+        self._spare = max(window // 8, 64)  # slots folded in between two compactions
+        self._buf = np.empty(window + self._spare)
         self._pending: list[float] = []
         self.reset()
 
@@ -141,6 +144,10 @@ class StreamingStability:
         self._reference: float | None = None  # subtracted from phase: keeps sums well scaled
         self._taus = [_TauState(m, self.window) for m in self.ms]
         self._since_recompute = 0
+        blocks = self.window // BLOCK + 3
+        self._bmax = np.full(blocks, np.nan)
+        self._bmin = np.full(blocks, np.nan)
+        self._bnan = np.zeros(blocks, dtype=bool)
 
     # -- input --------------------------------------------------------------------
 
@@ -238,13 +245,68 @@ class StreamingStability:
         t.mdev_n += int(v.size)
         t.inner_new = (j1 - 1, float(sums[-1]), int(bads[-1]))
 
+    def _block_extrema(self, lo: int, hi: int) -> tuple[float, float, bool]:
+        """(max, min, any NaN) of the phase over slots [lo, hi), from the block summaries:
+        O((hi − lo) / BLOCK) plus two partial blocks."""
+        first_full = -(-lo // BLOCK)
+        last_full = hi // BLOCK
+        if last_full <= first_full:
+            x = self._x(lo, hi)
+            nan = bool(np.isnan(x).any())
+            return float(np.fmax.reduce(x)), float(np.fmin.reduce(x)), nan
+        parts = [self._x(lo, first_full * BLOCK), self._x(last_full * BLOCK, hi)]
+        ring = np.arange(first_full, last_full) % self._bmax.size
+        hi_v = float(np.fmax.reduce(self._bmax[ring]))
+        lo_v = float(np.fmin.reduce(self._bmin[ring]))
+        nan = bool(self._bnan[ring].any())
+        for part in parts:
+            if part.size:
+                hi_v = max(hi_v, float(np.fmax.reduce(part))) if not math.isnan(hi_v) \
+                    else float(np.fmax.reduce(part))
+                lo_v = min(lo_v, float(np.fmin.reduce(part))) if not math.isnan(lo_v) \
+                    else float(np.fmin.reduce(part))
+                nan = nan or bool(np.isnan(part).any())
+        return hi_v, lo_v, nan
+
+    def _summarise_blocks(self, lo: int, hi: int) -> None:
+        """Recompute the block summaries of the blocks holding slots [lo, hi)."""
+        size = self._bmax.size
+        for block in range(lo // BLOCK, (hi - 1) // BLOCK + 1):
+            x = self._x(max(block * BLOCK, self._base), min((block + 1) * BLOCK, self._total))
+            self._bmax[block % size] = np.fmax.reduce(x) if x.size else np.nan
+            self._bmin[block % size] = np.fmin.reduce(x) if x.size else np.nan
+            self._bnan[block % size] = bool(np.isnan(x).any())
+
     def _ranges(self, m: int, lo: int, hi: int) -> FloatArray:
-        """max − min of x over slots [k, k+m] for k in [lo, hi); NaN where a gap is touched."""
-        x = self._x(lo, hi + m)
-        hi_v, lo_v = _sliding_extrema(x, m + 1)
-        bad = _moving_sum((~np.isfinite(x)).astype(np.float64), m + 1) > 0.5
-        r = hi_v - lo_v
-        r[bad] = np.nan
+        """max − min of x over slots [k, k+m] for k in [lo, hi); NaN where a gap is touched.
+
+        Short windows: van Herk/Gil-Werman over the slots, O(hi − lo + m).  Long ones:
+        every window is (its part of the first hi − lo − 1 slots) + (the slots all the
+        windows share) + (its part of the last ones); the shared middle comes from the
+        block summaries, so the cost is O(hi − lo + m / BLOCK).
+        """
+        n, w = hi - lo, m + 1
+        if w <= n + 4 * BLOCK:
+            x = self._x(lo, hi + m)
+            hi_v, lo_v = _sliding_extrema(x, w)
+            bad = _moving_sum(np.isnan(x).astype(np.float64), w) > 0.5
+            r = hi_v - lo_v
+            r[bad] = np.nan
+            return r
+        mid_max, mid_min, mid_nan = self._block_extrema(lo + n - 1, lo + w)
+        head = self._x(lo, lo + n - 1)[::-1]  # suffixes of the head, as prefixes reversed
+        tail = self._x(lo + w, lo + w + n - 1)
+        nan_fill = np.full(1, np.nan)
+        head_max = np.concatenate((np.fmax.accumulate(head)[::-1], nan_fill))
+        head_min = np.concatenate((np.fmin.accumulate(head)[::-1], nan_fill))
+        head_nan = np.concatenate((np.logical_or.accumulate(np.isnan(head))[::-1], [False]))
+        tail_max = np.concatenate((nan_fill, np.fmax.accumulate(tail)))
+        tail_min = np.concatenate((nan_fill, np.fmin.accumulate(tail)))
+        tail_nan = np.concatenate(([False], np.logical_or.accumulate(np.isnan(tail))))
+        top = np.fmax(np.fmax(head_max, tail_max), mid_max)
+        bottom = np.fmin(np.fmin(head_min, tail_min), mid_min)
+        r = top - bottom
+        r[head_nan | tail_nan | mid_nan] = np.nan
         return r
 
     def _mtie_add(self, t: _TauState, lo: int, hi: int) -> None:
@@ -300,6 +362,7 @@ class StreamingStability:
             self._base = start_old
         self._buf[a - self._base:b - self._base] = new
         self._total = b
+        self._summarise_blocks(a, b)
         for t in self._taus:
             m = t.m
             # Terms leaving: those starting in [start_old, start_new) that were complete.
@@ -336,8 +399,8 @@ class StreamingStability:
             return
         pending, self._pending = self._pending, []
         new = np.asarray(pending, dtype=np.float64) - (self._reference or 0.0)
-        for lo in range(0, new.size, self.window):
-            self._fold(new[lo:lo + self.window])
+        for lo in range(0, new.size, self._spare):
+            self._fold(new[lo:lo + self._spare])
         self._since_recompute += new.size
         if self._since_recompute >= self.window:
             self._recompute()
