@@ -163,7 +163,7 @@ class Source:
                            {"source": self.name, "kind": self.kind, **self.offset_labels()},
                            self.offset)
         optional = (
-            ("timemon_delay_seconds", self.delay, "Round-trip delay of the current best sample."),
+            ("timemon_delay_seconds", self.delay, "Delay to the reference of the current best sample: NTP round trip, PTP mean path delay, chrony root delay."),
             ("timemon_jitter_seconds", self.jitter,
              "RMS difference of recent offsets from the best one."),
             ("timemon_error_bound_seconds", self.error_bound,
