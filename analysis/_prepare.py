@@ -130,7 +130,39 @@ def to_phase(
     raise ValueError(f"data_type must be 'phase' or 'freq', got {data_type!r}")
 
 
+# elements per block of the element-wise passes below: the temporaries stay in
+# cache, so a pass over the input costs one read and one write of memory
+_BLOCK = 1 << 15
+
+
+def _all_finite(a: FloatArray) -> bool:
+    """True when a has no NaN or inf: one summing pass (NaN and inf propagate).
+
+    A finite array whose sum overflows is reported as not finite; callers then
+    take their general path, which checks element by element.
+    """
+    return bool(np.isfinite(np.add.reduce(a)))
+
+
+def _referenced(x: FloatArray, first: int, slope: float | None) -> FloatArray:
+    """(x - x[first]) - slope * (i - first), block by block (same arithmetic as whole-array)."""
+    out = np.empty(x.size)
+    x0 = x[first]
+    for a in range(0, x.size, _BLOCK):
+        e = min(x.size, a + _BLOCK)
+        seg = np.subtract(x[a:e], x0, out=out[a:e])
+        if slope is not None:
+            ramp = np.arange(a - first, e - first, dtype=np.float64)
+            ramp *= slope
+            seg -= ramp
+    return out
+
+
 def _from_phase(x: FloatArray, tau0: float, remove_ramp: bool) -> Phase:
+    if x.size >= 2 and _all_finite(x):
+        first, last = 0, x.size - 1
+        slope = (x[last] - x[first]) / (last - first) if remove_ramp else None
+        return Phase(x=_referenced(x, first, slope), bad=None, seg=None, tau0=tau0)
     good = np.isfinite(x)
     if good.sum() < 2:
         raise ValueError("need at least two valid phase points")
@@ -138,27 +170,30 @@ def _from_phase(x: FloatArray, tau0: float, remove_ramp: bool) -> Phase:
     first, last = idx[0], idx[-1]
     # Reference to the first valid point (no large offset in any sum); with
     # remove_ramp also take out the line through the first and last points.
-    out = x - x[first]
+    slope = None
     if remove_ramp and last > first:
-        slope = out[last] / (last - first)
-        out = out - slope * (np.arange(x.size, dtype=np.float64) - first)
+        slope = (x[last] - x[first]) / (last - first)
+    out = _referenced(x, int(first), slope)
     bad: BoolArray | None = None
     if not good.all():
         bad = ~good
-        out = out.copy()
         out[bad] = np.interp(np.flatnonzero(bad), idx, out[idx])
-    return Phase(x=np.ascontiguousarray(out), bad=bad, seg=None, tau0=tau0)
+    return Phase(x=out, bad=bad, seg=None, tau0=tau0)
 
 
 def _from_freq(y: FloatArray, tau0: float, remove_ramp: bool) -> Phase:
-    good = np.isfinite(y)
-    if good.sum() < 1:
-        raise ValueError("need at least one valid frequency point")
-    yy = y
-    if remove_ramp:
-        yy = y - np.mean(y[good])  # a frequency offset is a phase ramp
+    if y.size >= 1 and _all_finite(y):
+        good = None
+        yy = y - np.mean(y) if remove_ramp else y  # a frequency offset is a phase ramp
+    else:
+        good = np.isfinite(y)
+        if good.sum() < 1:
+            raise ValueError("need at least one valid frequency point")
+        yy = y
+        if remove_ramp:
+            yy = y - np.mean(y[good])
     seg: IntArray | None = None
-    if not good.all():
+    if good is not None and not good.all():
         yy = np.where(good, yy, 0.0)
         seg = np.zeros(y.size + 1, dtype=np.int64)
         np.cumsum(~good, out=seg[1:])
@@ -209,7 +244,9 @@ def averaging_factors(
             raise ValueError("taus must be positive numbers of seconds")
         m = np.rint(t * rate).astype(np.int64)
         m = m[m >= 1]
-    m = np.unique(m[(m >= 1) & (m <= limit)])
+    m = m[(m >= 1) & (m <= limit)]
+    if m.size > 1 and np.any(m[1:] <= m[:-1]):  # generated lists are sorted already
+        m = np.unique(m)
     if even:
         m = m[m % 2 == 0]
     return m

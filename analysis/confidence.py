@@ -39,13 +39,29 @@ MIN_NOISE_POINTS = 16
 # --------------------------------------------------------------------------
 
 
+_BLOCK = 1 << 15
+
+
 def lag1_acf(z: FloatArray) -> float:
-    """r1 = sum (z_i - mean)(z_{i+1} - mean) / sum (z_i - mean)^2 (Riley & Greenhall eq. 2)."""
-    d = z - z.mean()
-    den = float(np.dot(d, d))
+    """r1 = sum (z_i - mean)(z_{i+1} - mean) / sum (z_i - mean)^2 (Riley & Greenhall eq. 2).
+
+    Block by block, so the centred copy never exceeds a cache-sized block.
+    """
+    mu = z.mean()
+    den = 0.0
+    num = 0.0
+    prev = None
+    buf = np.empty(min(z.size, _BLOCK))
+    for a in range(0, z.size, _BLOCK):
+        d = np.subtract(z[a : a + _BLOCK], mu, out=buf[: min(_BLOCK, z.size - a)])
+        den += float(np.dot(d, d))
+        num += float(np.dot(d[:-1], d[1:]))
+        if prev is not None:
+            num += prev * float(d[0])
+        prev = float(d[-1])
     if den == 0.0:
         return 0.0
-    return float(np.dot(d[:-1], d[1:])) / den
+    return num / den
 
 
 def acf_noise_id(z: FloatArray, dmax: int, is_phase: bool = True) -> int:

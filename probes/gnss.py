@@ -64,7 +64,7 @@ from timemon.probes.gnss_stream import (
 
 from timemon.address import AddressError, HostPort, parse_host_port
 from timemon.families import SOURCE_LABELS, Families
-from timemon.source import Sample, SampleSink, Source
+from timemon.source import ProbeError, Sample, SampleSink, Source
 
 log = logging.getLogger("timemon.probes.gnss")
 
@@ -79,12 +79,8 @@ PPS_FRESH = 2.5  # s: PPS counts as the active timing source for this long after
 JITTER_WINDOW = 16
 
 
-class GnssError(Exception):
-    """Opening or reading the receiver failed; ``reason`` is the metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+class GnssError(ProbeError):
+    """Opening or reading the receiver failed."""
 
 
 def parse_gpsd_url(device: str) -> HostPort | None:
@@ -553,6 +549,9 @@ class GnssSource(Source):
         for name, value, doc in gauges:
             if value is not None:
                 out.gauge(f"timemon_gnss_{name}", doc, SOURCE_LABELS, lv, float(value))
+
+    def reference_info(self) -> dict[str, str]:
+        return {"receiver": self.device}
 
     def status(self) -> dict[str, Any]:
         status = super().status()

@@ -116,7 +116,8 @@ class GpsdEpochs:
             # found in a device's stream (the M8T capture holds one from its recording).
             self.version = str(report.get("release", ""))
         elif cls == "DEVICES":
-            self.devices = [str(d.get("path", "")) for d in report.get("devices", [])
+            devices = report.get("devices")
+            self.devices = [str(d.get("path", "")) for d in _as_list(devices)
                             if isinstance(d, dict)]
         elif cls == "ERROR":
             raise GpsdProtocolError(f"gpsd: {report.get('message', '')}")
@@ -133,7 +134,7 @@ class GpsdEpochs:
                       arrival_ns=self._tpv_arrival, fix_mode=mode, fix_status=status,
                       leap_seconds=_as_int(tpv.get("leapseconds"), None))
         sky = self._sky
-        sats = [s for s in sky.get("satellites", []) or [] if isinstance(s, dict)]
+        sats = [s for s in _as_list(sky.get("satellites")) if isinstance(s, dict)]
         if sats:
             used = [s for s in sats if s.get("used")]
             epoch.satellites_visible = len(sats)
@@ -152,3 +153,8 @@ class GpsdEpochs:
 
 def _as_int(value: Any, default: int | None) -> Any:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A JSON array field, or empty when gpsd (or anything posing as it) sent another type."""
+    return value if isinstance(value, list) else []

@@ -387,6 +387,12 @@ class NtpSource(Source):
                  {"refid": reply.refid_text, "version": str(reply.version),
                   "address": str(self.address)})
 
+    def reference_info(self) -> dict[str, str]:
+        info = {"server": str(self.address)}
+        if self.reply is not None:
+            info.update(refid=self.reply.refid_text, stratum=str(self.reply.stratum))
+        return info
+
     def status(self) -> dict[str, Any]:
         status = super().status()
         status.update(measurement_fields(self.reply))

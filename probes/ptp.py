@@ -34,7 +34,7 @@ from timemon.probes import ptp_mgmt as mgmt
 
 from timemon.families import SOURCE_LABELS, Families
 from timemon.kinds import PTP_DEFAULT_DOMAIN, PTP_DEFAULT_INTERVAL, PTP_DEFAULT_UDS
-from timemon.source import Sample, SampleSink, Source, sleep_until_monotonic
+from timemon.source import ProbeError, Sample, SampleSink, Source, sleep_until_monotonic
 
 log = logging.getLogger("timemon.probes.ptp")
 
@@ -54,13 +54,20 @@ PORT_STATE_HELP = ("Port state (IEEE 1588-2008 Table 8): 1 INITIALIZING, 2 FAULT
 
 RejectCallback = Callable[[str, str], None]
 
+# clockAccuracy (IEEE 1588-2008 Table 6; 0x17-0x1F added by IEEE 1588-2019 Table 5): the
+# upper bound of the grandmaster's time error, in seconds.  0x31 (> 10 s), 0xFE (unknown)
+# and reserved values have no bound.
+CLOCK_ACCURACY_SECONDS = {
+    0x17: 1e-12, 0x18: 2.5e-12, 0x19: 10e-12, 0x1A: 25e-12, 0x1B: 100e-12, 0x1C: 250e-12,
+    0x1D: 1e-9, 0x1E: 2.5e-9, 0x1F: 10e-9, 0x20: 25e-9, 0x21: 100e-9, 0x22: 250e-9,
+    0x23: 1e-6, 0x24: 2.5e-6, 0x25: 10e-6, 0x26: 25e-6, 0x27: 100e-6, 0x28: 250e-6,
+    0x29: 1e-3, 0x2A: 2.5e-3, 0x2B: 10e-3, 0x2C: 25e-3, 0x2D: 100e-3, 0x2E: 250e-3,
+    0x2F: 1.0, 0x30: 10.0,
+}
 
-class PtpProbeError(Exception):
-    """A failed poll; ``reason`` is the ``timemon_probe_errors_total`` label."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+class PtpProbeError(ProbeError):
+    """A failed poll of ptp4l."""
 
 
 # -- what a poll reads ----------------------------------------------------------------
@@ -425,6 +432,7 @@ class PtpSource(Source):
         self.gm_changes = 0
         self._last_gm: bytes | None = None  # the last grandmaster seen present
         self._last_ingress: int | None = None
+        self.root_distance: float | None = None  # for the cross-checks (README: Error bounds)
 
     async def run(self) -> None:
         while True:
@@ -453,6 +461,7 @@ class PtpSource(Source):
         self.state = None
         self.offset = None
         self.delay = None
+        self.error_bound = self.root_distance = None
         self.set_up(False)
 
     def _update(self, state: PtpState) -> None:
@@ -468,10 +477,18 @@ class PtpSource(Source):
         if offset is None:
             self.offset = None
             self.delay = None
+            self.error_bound = self.root_distance = None
             self.set_up(False)
             return
         self.offset = offset
         self.delay = state.mean_path_delay
+        # Correctness interval half-width: the grandmaster's clockAccuracy plus the mean
+        # path delay (the bound of the path asymmetry, as root delay / 2 is for NTP).
+        accuracy = CLOCK_ACCURACY_SECONDS.get(state.parent.gm_quality.clock_accuracy)
+        self.root_distance = (None if accuracy is None
+                              else accuracy + abs(state.mean_path_delay))
+        self.error_bound = (None if self.root_distance is None
+                            else abs(offset) + self.root_distance)
         self.set_up(True)
         # One raw sample per measurement ptp4l made: skip a poll that sees the same sync.
         ingress = state.time_status.ingress_time_ns if state.time_status else None
@@ -541,6 +558,12 @@ class PtpSource(Source):
         messages = state.messages()
         for (direction, message), count in sorted((messages or {}).items()):
             out.counter("timemon_ptp_messages", "", msg_labels, (*lv, direction, message), count)
+
+    def reference_info(self) -> dict[str, str]:
+        state = self.state
+        if state is None:
+            return {}
+        return {"gm_identity": mgmt.clock_identity_text(state.gm_identity)}
 
     def status(self) -> dict[str, Any]:
         status = super().status()

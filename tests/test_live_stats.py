@@ -228,6 +228,9 @@ def test_mask_violation_follows_the_live_mtie() -> None:
     # The verdict agrees with the mask function at the exported taus.
     point = n.points[0]
     assert point.mtie > prtc_a.mtie_seconds(point.tau)
+    limits = {(m, s, tau): v for m, s, tau, v in n.mask_limits}
+    assert limits[("G.8272-PRTC-A", "mtie", 1.0)] == pytest.approx(prtc_a.mtie_seconds(1.0))
+    assert limits[("G.8272-PRTC-A", "tdev", 64.0)] == pytest.approx(prtc_a.tdev_seconds(64.0))
 
 
 def test_config_refuses_unknown_masks() -> None:

@@ -11,14 +11,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from timemon import sdnotify
 from timemon.analysis.streaming import DEFAULT_WINDOW
+from timemon.chain import load_private_key
 from timemon.config import AgentConfig, ConfigError, SourceConfig, load_config
+from timemon.crosscheck import CrossChecker
 from timemon.exporter import AgentState
 from timemon.http_server import MetricsServer
 from timemon.kinds import KINDS
 from timemon.live import LiveSeries
 from timemon.source import Sample, Source
 from timemon.store import SampleStore
+from timemon.webconfig import WebConfig
 
 log = logging.getLogger("timemon.agent")
 
@@ -27,16 +31,23 @@ STATS_PERIOD = 1.0  # seconds between checks for live statistics whose fold is d
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, listen: tuple[str, int] | None = None) -> None:
+    def __init__(self, config: AgentConfig, listen: tuple[str, int] | None = None,
+                 web: WebConfig | None = None) -> None:
         self.config = config
+        self.web = web  # TLS and basic auth of the metrics endpoint
         self.listen = listen or config.listen
         self.state = AgentState()
-        self.store = SampleStore(config.store, config.retention) if config.store else None
+        self.store = (SampleStore(config.store, config.retention,
+                                  signing_key=(load_private_key(config.signing_key)
+                                               if config.signing_key else None))
+                      if config.store else None)
         if self.store is not None:
             store = self.store
+            self.state.chain_collector = store.collect_chain
             self.state.store_errors = lambda: store.errors
             self.state.store_backlog = lambda: store.backlog
         self.sources: dict[str, tuple[SourceConfig, Source, asyncio.Task[None]]] = {}
+        self._noted: dict[str, dict[str, str]] = {}  # reference info last written per source
         self.server: MetricsServer | None = None
         # One thread for numpy work, so the event loop never waits on it.
         self._stats_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stats")
@@ -47,6 +58,12 @@ class Agent:
     def record(self, source: Source, sample: Sample) -> None:
         if self.store is not None:
             self.store.append(source.name, source.kind, sample)
+            info = source.reference_info()
+            noted = self._noted.setdefault(source.name, {})
+            for key, value in info.items():
+                if noted.get(key) != value:  # only changes: a dict compare per sample
+                    noted[key] = value
+                    self.store.note(source.name, source.kind, key, value)
         if source.live is not None:
             source.live.add(sample)
 
@@ -151,9 +168,10 @@ class Agent:
         self.state.start_time = time.time()
         if self.store is not None:
             self.store.start()
-        self.server = MetricsServer(self.state, *self.listen)
+        self.server = MetricsServer(self.state, *self.listen, web=self.web)
         self.server.start()
-        log.info("serving metrics on http://%s:%d/metrics", self.listen[0], self.server.port)
+        log.info("serving metrics on %s://%s:%d/metrics", self.server.scheme, self.listen[0],
+                 self.server.port)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
@@ -161,6 +179,9 @@ class Agent:
         for sc in self.config.sources:
             await self._start_source(sc)
         stats_task = asyncio.create_task(self._run_statistics())
+        crosscheck_task = asyncio.create_task(CrossChecker(self.state).run())
+        # systemd Type=notify: READY=1 now, WATCHDOG=1 from this loop (timemon.sdnotify).
+        notifier = sdnotify.start_notifier(f"{len(self.sources)} sources")
         if ready is not None:
             ready(self.server.port)
         try:
@@ -169,6 +190,8 @@ class Agent:
             log.info("stopping: %d sources", len(self.sources))
             lag_task.cancel()
             stats_task.cancel()
+            crosscheck_task.cancel()
+            await sdnotify.stop_notifier(notifier)
             for name in list(self.sources):
                 await self._stop_source(name)
             if self.store is not None:

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import math
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -64,7 +65,11 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-@click.group(cls=_LazyGroup, lazy={"analyze": "timemon.analyze_cli:analyze"},
+@click.group(cls=_LazyGroup, lazy={"analyze": "timemon.analyze_cli:analyze",
+                   "verify": "timemon.cli_verify:verify",
+                   "export": "timemon.cli_export:export",
+                   "report": "timemon.cli_report:report",
+                   "status": "timemon.cli_status:status"},
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="timemon")
 def main() -> None:
@@ -95,9 +100,14 @@ def main() -> None:
               help=f"Address for /metrics (overrides the config; default 0.0.0.0:{DEFAULT_PORT}).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Log verbosity (overrides the config; default info).")
-def agent(config_path: str | None, listen: str | None, log_level: str | None) -> None:
+@click.option("--web-config", "web_config_path", type=click.Path(dir_okay=False),
+              help="TLS and basic auth of /metrics: a web-config YAML in the Prometheus "
+                   "exporter-toolkit format (overrides [agent] web_config).")
+def agent(config_path: str | None, listen: str | None, log_level: str | None,
+          web_config_path: str | None = None) -> None:
     """Run the monitoring agent in the foreground (SIGTERM stops, SIGHUP reloads)."""
     from timemon.agent import Agent
+    from timemon.webconfig import WebConfigError, load_web_config
 
     try:
         config: AgentConfig = load_config(config_path) if config_path else default_config()
@@ -105,7 +115,19 @@ def agent(config_path: str | None, listen: str | None, log_level: str | None) ->
     except (ConfigError, ValueError, AddressError) as exc:
         _fail(str(exc), EXIT_USAGE)
     _setup_logging(log_level or config.log_level)
-    runner = Agent(config, listen=listen_addr)
+    web_path = web_config_path or config.web_config
+    if web_path and not web_config_path and config.path and not os.path.isabs(web_path):
+        web_path = os.path.join(os.path.dirname(os.path.abspath(config.path)), web_path)
+    try:
+        web = load_web_config(web_path) if web_path else None
+    except WebConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    from timemon.chain import SigningError
+
+    try:
+        runner = Agent(config, listen=listen_addr, web=web)
+    except SigningError as exc:  # [agent] signing_key unreadable or not Ed25519
+        _fail(f"{config.path}: [agent] signing_key: {exc}", EXIT_USAGE)
     try:
         asyncio.run(runner.run())
     except OSError as exc:  # the listen port is taken, and the like
@@ -134,6 +156,7 @@ def check_config(file: str) -> None:
 PROBE_COMMANDS: dict[str, str] = {
     "gnss": "timemon.cli_gnss:probe_gnss",
     "ptp": "timemon.cli_ptp:probe_ptp",
+    "chrony": "timemon.cli_chrony:probe_chrony",
 }
 
 

@@ -60,6 +60,8 @@ class AgentConfig:
     log_level: str = "info"
     sources: tuple[SourceConfig, ...] = ()
     path: str | None = None
+    web_config: str | None = None  # exporter-toolkit web-config YAML (timemon.webconfig)
+    signing_key: str | None = None  # Ed25519 PEM key that signs store checkpoints
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -96,7 +98,7 @@ class _Locator:
 
 
 _COMMON_KEYS = {"name", "kind", "interval"}
-_AGENT_KEYS = {"listen", "store", "retention", "log_level"}
+_AGENT_KEYS = {"listen", "store", "retention", "log_level", "web_config", "signing_key"}
 
 
 def _source_config(raw: Any, index: int, path: str, loc: _Locator) -> SourceConfig:
@@ -109,7 +111,7 @@ def _source_config(raw: Any, index: int, path: str, loc: _Locator) -> SourceConf
     if not isinstance(raw, dict):
         raise ConfigError(path, "'source' must be an array of tables: write [[source]]")
     kind = raw.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a TOML table is unhashable
         raise fail(f"kind {kind!r} is not one of: {', '.join(sorted(KINDS))}", "kind")
     spec = KINDS[kind]
     name = raw.get("name", spec.default_name)
@@ -159,6 +161,14 @@ def parse_config(text: str, path: str = "<config>") -> AgentConfig:
         retention = parse_duration(agent.get("retention", DEFAULT_RETENTION))
     except ValueError as exc:
         raise agent_fail("retention", str(exc)) from exc
+    web_config = agent.get("web_config", "")
+    if not isinstance(web_config, str):
+        raise agent_fail("web_config", "expected a file path (a web-config YAML)")
+    signing_key = agent.get("signing_key", "")
+    if not isinstance(signing_key, str):
+        raise agent_fail("signing_key", "expected the path of an Ed25519 private key (PEM)")
+    if signing_key and not os.path.isabs(signing_key):
+        signing_key = os.path.join(os.path.dirname(os.path.abspath(path)), signing_key)
     log_level = agent.get("log_level", "info")
     if log_level not in ("debug", "info", "warning", "error"):
         raise agent_fail("log_level", "expected one of debug, info, warning, error")
@@ -173,7 +183,9 @@ def parse_config(text: str, path: str = "<config>") -> AgentConfig:
                               loc.line_of("source", i, "name"))
         names.add(src.name)
     return AgentConfig(listen=listen, store=store or None, retention=retention,
-                       log_level=log_level, sources=tuple(sources), path=path)
+                       log_level=log_level, sources=tuple(sources), path=path,
+                       signing_key=signing_key or None,
+                       web_config=web_config or None)
 
 
 def load_config(path: str) -> AgentConfig:
@@ -209,9 +221,19 @@ def servers_from_ntp_config(text: str) -> list[HostPort]:
     return servers
 
 
-def default_config(system_configs: tuple[str, ...] = SYSTEM_NTP_CONFIGS) -> AgentConfig:
-    """No ``--config``: the kernel clock plus the servers the node's NTP daemon uses."""
+def default_config(system_configs: tuple[str, ...] = SYSTEM_NTP_CONFIGS,
+                   chrony_socket: str | None = None) -> AgentConfig:
+    """No ``--config``: the kernel clock plus the servers the node's NTP daemon uses,
+    and the node's chronyd when its command socket exists."""
     sources = [SourceConfig("kernel", "kernel", KERNEL_DEFAULT_INTERVAL)]
+    from timemon.kinds import CHRONY_DEFAULT_INTERVAL, CHRONY_DEFAULT_SOCKET
+
+    chrony_socket = chrony_socket or CHRONY_DEFAULT_SOCKET
+    if os.path.exists(chrony_socket):
+        log.info("watching the local chronyd at %s", chrony_socket)
+        sources.append(SourceConfig("chronyd", "chrony", CHRONY_DEFAULT_INTERVAL, {
+            "socket": chrony_socket, "address": None,
+            **parse_stability({}, CHRONY_DEFAULT_INTERVAL, _never_fails)}))
     seen: set[str] = set()
     for conf in system_configs:
         try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client.core import CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
 from timemon import __version__
+from timemon.crosscheck import collect as collect_crosscheck
 from timemon.families import Families
 from timemon.source import Source
 
@@ -26,7 +28,10 @@ class AgentState:
         self.store_errors: Callable[[], int] = lambda: 0
         self.store_backlog: Callable[[], int] = lambda: 0
         self.event_loop_lag: float = 0.0
+        # Adds timemon_store_checkpoint_info from the store's in-memory chain heads.
+        self.chain_collector: Callable[[Families], None] | None = None
         self.start_time: float = 0.0
+        self.crosscheck: Any = None  # timemon.crosscheck.CrossCheck, set by its task
 
 
 class TimemonCollector(Collector):
@@ -49,8 +54,11 @@ class TimemonCollector(Collector):
         if state.start_time:
             out.gauge("timemon_start_time_seconds", "Unix time the agent started.", (), (),
                       state.start_time)
+        if state.chain_collector is not None:
+            state.chain_collector(out)
         for source in list(state.sources):
             source.collect(out)
+        collect_crosscheck(out, state.crosscheck)
         yield from out
 
 

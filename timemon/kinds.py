@@ -209,6 +209,42 @@ def _build_gnss(sc: SourceConfig) -> Source:
                       pps=sc.options["pps"])
 
 
+# -- chrony ------------------------------------------------------------------------
+
+CHRONY_DEFAULT_SOCKET = "/run/chrony/chronyd.sock"  # chronyd's bindcmdaddress default
+CHRONY_DEFAULT_PORT = 323  # chronyd's cmdport
+CHRONY_DEFAULT_INTERVAL = 16.0
+CHRONY_MIN_INTERVAL = 0.5
+
+
+def _parse_chrony(raw: dict[str, Any], interval: float, fail: Fail) -> dict[str, Any]:
+    if "socket" in raw and "address" in raw:
+        raise fail("give 'socket' (the Unix command socket) or 'address' (UDP, port 323), "
+                   "not both", "address")
+    address = None
+    if "address" in raw:
+        try:
+            address = parse_host_port(str(raw["address"]), CHRONY_DEFAULT_PORT)
+        except AddressError as exc:
+            raise fail(f"address: {exc}", "address") from exc
+    sock = raw.get("socket", CHRONY_DEFAULT_SOCKET) if address is None else None
+    if sock is not None and (not isinstance(sock, str) or not sock.startswith("/")
+                             or len(sock.encode()) > UNIX_PATH_MAX):
+        raise fail(f"socket must be the absolute path of chronyd's command socket "
+                   f"(bindcmdaddress), at most {UNIX_PATH_MAX} bytes", "socket")
+    if interval < CHRONY_MIN_INTERVAL:
+        raise fail(f"interval {interval:g} s is below the floor of {CHRONY_MIN_INTERVAL:g} s",
+                   "interval")
+    return {"socket": sock, "address": address}
+
+
+def _build_chrony(sc: SourceConfig) -> Source:
+    from timemon.probes.chrony import ChronySource
+
+    return ChronySource(sc.name, sc.options["socket"], sc.options["address"],
+                        interval=sc.interval)
+
+
 KINDS: dict[str, KindSpec] = {
     "gnss": KindSpec(frozenset({"device", "baud", "fixed_delay", "pps"}),
                      GNSS_DEFAULT_INTERVAL, _parse_gnss, _build_gnss),
@@ -217,4 +253,6 @@ KINDS: dict[str, KindSpec] = {
     "kernel": KindSpec(frozenset(), KERNEL_DEFAULT_INTERVAL, _parse_kernel, _build_kernel,
                        default_name="kernel", reference=False),
     "ptp": KindSpec(frozenset({"uds", "domain"}), PTP_DEFAULT_INTERVAL, _parse_ptp, _build_ptp),
+    "chrony": KindSpec(frozenset({"socket", "address"}), CHRONY_DEFAULT_INTERVAL, _parse_chrony,
+                       _build_chrony, default_name="chronyd"),
 }

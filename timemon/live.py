@@ -49,18 +49,22 @@ class LiveResult:
     # (mask, statistic, violated): violated when the live statistic exceeds the mask at
     # any exported tau where both are defined.
     mask_violations: tuple[tuple[str, str, bool], ...] = ()
+    # (mask, statistic, tau, limit in seconds) at the exported taus the mask defines.
+    mask_limits: tuple[tuple[str, str, float, float], ...] = ()
 
 
-def mask_violations(points: tuple[StabilityPoint, ...], masks: tuple[str, ...]
-                    ) -> tuple[tuple[str, str, bool], ...]:
+def mask_verdicts(points: tuple[StabilityPoint, ...], masks: tuple[str, ...]
+                  ) -> tuple[tuple[tuple[str, str, bool], ...],
+                             tuple[tuple[str, str, float, float], ...]]:
+    """Violations per (mask, statistic), and the limits at the exported taus."""
     if not masks or not points:
-        return ()
+        return (), ()
     import numpy as np
 
     from timemon.analysis.masks import get_mask, violations
 
     taus = np.array([p.tau for p in points])
-    out = []
+    verdicts, limits = [], []
     for name in masks:
         mask = get_mask(name)
         for statistic, has in (("mtie", mask.has_mtie), ("tdev", mask.has_tdev)):
@@ -68,8 +72,12 @@ def mask_violations(points: tuple[StabilityPoint, ...], masks: tuple[str, ...]
                 continue
             values = np.array([getattr(p, statistic) if getattr(p, statistic) is not None
                                else np.nan for p in points])
-            out.append((name, statistic, bool(violations(mask, statistic, taus, values).any())))
-    return tuple(out)
+            verdicts.append((name, statistic,
+                             bool(violations(mask, statistic, taus, values).any())))
+            for tau, limit in zip(taus, mask.limit_seconds(statistic, taus), strict=True):
+                if np.isfinite(limit):
+                    limits.append((name, statistic, float(tau), float(limit)))
+    return tuple(verdicts), tuple(limits)
 
 
 def tau_label(tau: float) -> str:
@@ -178,6 +186,6 @@ class LiveSeries:
                 stab.append(item)  # type: ignore[arg-type]
         stab.update()
         points = tuple(stab.points())
-        self.result = LiveResult(points, stab.frequency_offset(), stab.count,
-                                 mask_violations(points, self.masks))
+        verdicts, limits = mask_verdicts(points, self.masks)
+        self.result = LiveResult(points, stab.frequency_offset(), stab.count, verdicts, limits)
         return self.result

@@ -40,6 +40,15 @@ class Sample:
     delay: float | None = None
 
 
+class ProbeError(Exception):
+    """A failed poll or query of any kind; ``reason`` is the label of
+    ``timemon_probe_errors_total`` (README lists the set).  Each probe subclasses it."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 # Called for every accepted sample: the store and the statistics take it from there.
 SampleSink = Callable[["Source", Sample], None]
 
@@ -116,6 +125,11 @@ class Source:
 
     def collect_specific(self, out: Families) -> None:
         """Add protocol-specific families (``timemon_<kind>_*``)."""
+
+    def reference_info(self) -> dict[str, str]:
+        """What identifies the reference now (server and refid, grandmaster, receiver):
+        recorded in the store for traceability reports when it changes."""
+        return {}
 
     def offset_labels(self) -> dict[str, str]:
         """Extra labels on ``timemon_offset_seconds`` (GNSS: ``quality`` = pps | serial)."""
@@ -211,6 +225,10 @@ class Source:
             out.gauge("timemon_mask_violation",
                       "1 when the live MTIE or TDEV exceeds the ITU-T mask at any exported tau.",
                       mask_labels, (*lv, mask, statistic), 1.0 if violated else 0.0)
+        for mask, statistic, tau_s, limit in result.mask_limits:
+            out.gauge("timemon_mask_limit_seconds",
+                      "The configured ITU-T mask's MTIE or TDEV limit at tau seconds.",
+                      (*mask_labels, "tau"), (*lv, mask, statistic, tau_label(tau_s)), limit)
         for point in result.points:
             tau = tau_label(point.tau)
             for name, attr, doc in families:

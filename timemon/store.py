@@ -11,6 +11,7 @@ user_version``) and migrations run in order on open.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -19,7 +20,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from timemon import chain
 from timemon.source import Sample
 
 log = logging.getLogger("timemon.store")
@@ -28,6 +31,8 @@ FLUSH_SECONDS = 1.0
 RETENTION_CHECK_SECONDS = 3600.0
 RETRY_SECONDS = 5.0
 MAX_BACKLOG = 2_000_000
+CHECKPOINT_SAMPLES = 1000  # a checkpoint per source after this many new samples ...
+CHECKPOINT_SECONDS = 600.0  # ... or this long after its last one, whichever comes first
 
 
 def _migrate_to_1(db: sqlite3.Connection) -> None:
@@ -51,8 +56,54 @@ def _migrate_to_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX samples_by_source_time ON samples (source_id, t_ns)")
 
 
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    """The hash chain (timemon/chain.py): seq and hash per row, checkpoints, anchors."""
+    db.execute("ALTER TABLE samples ADD COLUMN seq INTEGER")
+    db.execute("ALTER TABLE samples ADD COLUMN hash BLOB")
+    # One row per source and checkpoint: the chain head (seq, hash) when it was taken.
+    db.execute(
+        """CREATE TABLE checkpoints (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources (id),
+            t_ns INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            head BLOB NOT NULL,
+            signature BLOB,
+            key_id TEXT
+        )""")
+    # The last link that retention deleted: the chain continues from it.
+    db.execute(
+        """CREATE TABLE chain_anchors (
+            source_id INTEGER PRIMARY KEY REFERENCES sources (id),
+            seq INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            t_ns INTEGER NOT NULL
+        )""")
+    # What a source knows about its reference (server, refid, grandmaster, receiver).
+    db.execute(
+        """CREATE TABLE source_meta (
+            source_id INTEGER NOT NULL REFERENCES sources (id),
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            t_ns INTEGER NOT NULL,
+            PRIMARY KEY (source_id, key)
+        )""")
+    # Rows written before the chain existed are chained now, in insertion order.
+    names = dict((r[0], (r[1], r[2])) for r in db.execute("SELECT id, name, kind FROM sources"))
+    heads: dict[int, tuple[int, bytes]] = {}
+    updates: list[tuple[int, bytes, int]] = []
+    for rid, sid, t_ns, offset, delay in db.execute(
+            "SELECT id, source_id, t_ns, offset, delay FROM samples ORDER BY id").fetchall():
+        seq, prev = heads.get(sid, (0, chain.GENESIS))
+        name, kind = names.get(sid, ("", ""))
+        h = chain.link_hash(prev, chain.identity(name, kind), seq + 1, t_ns, offset, delay)
+        heads[sid] = (seq + 1, h)
+        updates.append((seq + 1, h, rid))
+    db.executemany("UPDATE samples SET seq = ?, hash = ? WHERE id = ?", updates)
+
+
 # MIGRATIONS[i] takes a database from version i to i + 1.  Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -91,29 +142,80 @@ class _Pending:
     sample: Sample
 
 
+@dataclass(frozen=True)
+class _Meta:
+    name: str
+    kind: str
+    key: str
+    value: str
+    t_ns: int
+
+
+@dataclass
+class _Chain:
+    """The writer's view of one source's chain (see timemon/chain.py)."""
+
+    sid: int
+    ident: bytes
+    seq: int  # of the last stored link (0: none yet)
+    head: bytes
+    checkpoint_seq: int
+    checkpoint_mono: float
+
+
 class SampleStore:
     """Asynchronous writer of samples into one SQLite file."""
 
-    def __init__(self, path: str, retention: float, clock: Callable[[], int] | None = None):
+    def __init__(self, path: str, retention: float, clock: Callable[[], int] | None = None,
+                 signing_key: Any = None, checkpoint_samples: int | None = None,
+                 checkpoint_seconds: float | None = None):
+        """``signing_key``: an Ed25519 private key (chain.load_private_key) to sign checkpoints."""
         self.path = path
         self.retention = retention
         self.errors = 0
         self.written = 0
         self._clock = clock or (lambda: time.clock_gettime_ns(time.CLOCK_REALTIME))
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._backlog: list[_Pending] = []
+        self._queue: queue.SimpleQueue[_Pending | _Meta | None] = queue.SimpleQueue()
+        self._backlog: list[_Pending | _Meta] = []
         self._db: sqlite3.Connection | None = None
         self._source_ids: dict[tuple[str, str], int] = {}
         self._thread: threading.Thread | None = None
         self._last_retention: float | None = None  # None: a check is due
         self._last_attempt = 0.0
         self.last_error = ""
+        self._signing_key = signing_key
+        self._key_id = chain.key_id(signing_key.public_key()) if signing_key is not None else None
+        self._checkpoint_samples = checkpoint_samples
+        self._checkpoint_seconds = checkpoint_seconds
+        self._chains: dict[tuple[str, str], _Chain] = {}
+        # (name, kind) -> (seq, hex head) of the last checkpoint written; replaced, never mutated
+        self.checkpoint_heads: dict[tuple[str, str], tuple[int, str]] = {}
 
     # -- loop side -----------------------------------------------------------
 
     def append(self, name: str, kind: str, sample: Sample) -> None:
         """Queue a sample; never blocks."""
         self._queue.put(_Pending(name, kind, sample))
+
+    def note(self, name: str, kind: str, key: str, value: str) -> None:
+        """Record what a source knows about its reference (e.g. ``refid``); never blocks.
+
+        Kept per source and key (the latest value) for reports; not part of the chain.
+        """
+        self._queue.put(_Meta(name, kind, key, str(value), self._clock()))
+
+    def collect_chain(self, out: Any) -> None:
+        """``timemon_store_checkpoint_info``: one series per source, the last checkpoint head.
+
+        Its labels change at each checkpoint (every CHECKPOINT_SAMPLES samples or
+        CHECKPOINT_SECONDS), so a source has one live series, not one per sample.
+        """
+        # A copy first: the writer thread may add a source while a scrape reads.
+        for (name, kind), (seq, head) in sorted(dict(self.checkpoint_heads).items()):
+            out.info("timemon_store_checkpoint",
+                     "Hash-chain head (SHA-256, hex) and sequence number of a source's samples "
+                     "at the store's last checkpoint; check with timemon verify.",
+                     ("source", "kind"), (name, kind), {"seq": str(seq), "head": head})
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="timemon-store", daemon=True)
@@ -168,7 +270,9 @@ class SampleStore:
                 pass
             self._backlog.extend(batch)
             if self._backlog and (stopping or batch or self._retry_due()):
-                self._flush()
+                self._flush(final=stopping)
+            elif stopping and any(c.seq > c.checkpoint_seq for c in self._chains.values()):
+                self._flush(final=True)  # a last checkpoint: no unverified tail after a clean stop
             self._maybe_expire()
         if self._db is not None:
             self._db.close()
@@ -181,6 +285,7 @@ class SampleStore:
         if self._db is None:
             self._db = open_database(self.path)
             self._source_ids.clear()
+            self._chains.clear()
             log.info("store %s open (schema version %d)", self.path, SCHEMA_VERSION)
         return self._db
 
@@ -192,32 +297,124 @@ class SampleStore:
             self._source_ids[key] = row[0]
         return self._source_ids[key]
 
-    def _flush(self) -> None:
+    def _chain(self, db: sqlite3.Connection, name: str, kind: str) -> _Chain:
+        key = (name, kind)
+        c = self._chains.get(key)
+        if c is None:
+            sid = self._source_id(db, name, kind)
+            row = db.execute("SELECT seq, hash FROM samples WHERE source_id = ? "
+                             "ORDER BY id DESC LIMIT 1", (sid,)).fetchone()
+            if row is None:  # nothing stored, or everything removed by retention
+                row = db.execute("SELECT seq, hash FROM chain_anchors WHERE source_id = ?",
+                                 (sid,)).fetchone()
+            seq, head = row if row is not None else (0, chain.GENESIS)
+            ck = db.execute("SELECT seq FROM checkpoints WHERE source_id = ? "
+                            "ORDER BY id DESC LIMIT 1", (sid,)).fetchone()
+            c = _Chain(sid, chain.identity(name, kind), seq, head,
+                       ck[0] if ck else 0, time.monotonic())
+            self._chains[key] = c
+        return c
+
+    def _flush(self, final: bool = False) -> None:
         self._last_attempt = time.monotonic()
+        n_samples = 0
         try:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")
             try:
-                rows = [(self._source_id(db, p.name, p.kind), p.sample.t_ns, p.sample.offset,
-                         p.sample.delay) for p in self._backlog]
-                db.executemany(
-                    "INSERT INTO samples (source_id, t_ns, offset, delay) VALUES (?, ?, ?, ?)",
-                    rows)
+                # Work on copies: the in-memory heads move only once the transaction commits.
+                work: dict[tuple[str, str], _Chain] = {}
+                rows = []
+                metas = []
+                link = chain.link_hash
+                append = rows.append
+                for p in self._backlog:
+                    key = (p.name, p.kind)
+                    c = work.get(key)
+                    if c is None:
+                        c = work[key] = dataclasses.replace(self._chain(db, p.name, p.kind))
+                    if p.__class__ is _Meta:
+                        metas.append((c.sid, p.key, p.value, p.t_ns))
+                        continue
+                    s = p.sample
+                    delay = s.delay
+                    if delay is not None and delay != delay:  # NaN: SQLite would store NULL
+                        delay = None
+                    seq = c.seq = c.seq + 1
+                    head = c.head = link(c.head, c.ident, seq, s.t_ns, s.offset, delay)
+                    append((c.sid, s.t_ns, s.offset, delay, seq, head))
+                n_samples = len(rows)
+                db.executemany("INSERT INTO samples (source_id, t_ns, offset, delay, seq, hash) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                if metas:
+                    db.executemany("INSERT OR REPLACE INTO source_meta (source_id, key, value, t_ns)"
+                                   " VALUES (?, ?, ?, ?)", metas)
+                # Sources without samples in this batch take part only when a time-based
+                # (or final) checkpoint is due: copying every chain per flush is costly.
+                for key, c in self._chains.items():
+                    if key not in work and self._checkpoint_due(c, final):
+                        work[key] = dataclasses.replace(c)
+                taken = self._checkpoints(db, work, final)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 self._source_ids.clear()
+                self._chains.clear()
                 raise
         except (sqlite3.Error, OSError, StoreError) as exc:
             self._on_error(exc)
             return
-        self.written += len(self._backlog)
+        self._chains.update(work)
+        if taken:
+            heads = dict(self.checkpoint_heads)
+            for key, seq, head in taken:
+                heads[key] = (seq, head.hex())
+                log.info("store %s: checkpoint source %s (%s) seq %d head %s%s", self.path,
+                         key[0], key[1], seq, head.hex(), " signed" if self._key_id else "")
+            self.checkpoint_heads = heads
+        self.written += n_samples
         if self.last_error:
             log.info("store %s writable again; %d queued samples written", self.path,
-                     len(self._backlog))
+                     n_samples)
             self.last_error = ""
         self._backlog.clear()
+
+    def _checkpoint_due(self, c: _Chain, final: bool, now_mono: float | None = None,
+                        every: int | None = None, seconds: float | None = None) -> bool:
+        """Uncheckpointed samples, and a clean stop, enough samples, or enough time."""
+        new = c.seq - c.checkpoint_seq
+        if new <= 0:
+            return False
+        every = every or self._checkpoint_samples or CHECKPOINT_SAMPLES
+        if seconds is None:
+            seconds = (CHECKPOINT_SECONDS if self._checkpoint_seconds is None
+                       else self._checkpoint_seconds)
+        now_mono = time.monotonic() if now_mono is None else now_mono
+        return final or new >= every or now_mono - c.checkpoint_mono >= seconds
+
+    def _checkpoints(self, db: sqlite3.Connection, work: dict[tuple[str, str], _Chain],
+                     final: bool) -> list[tuple[tuple[str, str], int, bytes]]:
+        every = self._checkpoint_samples or CHECKPOINT_SAMPLES
+        seconds = (CHECKPOINT_SECONDS if self._checkpoint_seconds is None
+                   else self._checkpoint_seconds)
+        now_mono = time.monotonic()
+        now_ns = self._clock()
+        taken = []
+        for key, c in work.items():
+            if not self._checkpoint_due(c, final, now_mono, every, seconds):
+                continue
+            signature = None
+            if self._signing_key is not None:
+                signature = self._signing_key.sign(
+                    chain.checkpoint_message(c.ident, c.seq, now_ns, c.head))
+            db.execute("INSERT INTO checkpoints (source_id, t_ns, seq, head, signature, key_id) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (c.sid, now_ns, c.seq, c.head, signature, self._key_id))
+            c.checkpoint_seq = c.seq
+            c.checkpoint_mono = now_mono
+            taken.append((key, c.seq, c.head))
+        return taken
 
     def _on_error(self, exc: BaseException) -> None:
         self.errors += 1
@@ -244,9 +441,42 @@ class SampleStore:
         self._last_retention = now
         cutoff = self._clock() - int(self.retention * 1e9)
         try:
-            deleted = self._db.execute("DELETE FROM samples WHERE t_ns < ?", (cutoff,)).rowcount
+            deleted = self._expire(self._db, cutoff)
         except sqlite3.Error as exc:
             self._on_error(exc)
             return
         if deleted:
             log.info("store %s: %d samples older than the retention removed", self.path, deleted)
+
+    @staticmethod
+    def _expire(db: sqlite3.Connection, cutoff: int) -> int:
+        """Delete, per source, the longest chain prefix older than ``cutoff``; anchor the rest.
+
+        A prefix in chain (insertion) order, not every row with t_ns < cutoff: after a
+        clock step back, an old-looking row in the middle of a chain stays until the
+        rows before it expire, so the kept rows always form an unbroken chain.
+        """
+        deleted = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for (sid,) in db.execute("SELECT DISTINCT source_id FROM samples").fetchall():
+                keep = db.execute("SELECT MIN(id) FROM samples WHERE source_id = ? AND t_ns >= ?",
+                                  (sid, cutoff)).fetchone()[0]
+                last = db.execute(
+                    "SELECT id, seq, hash, t_ns FROM samples WHERE source_id = ? AND id < ? "
+                    "ORDER BY id DESC LIMIT 1",
+                    (sid, keep if keep is not None else 1 << 62)).fetchone()
+                if last is None:
+                    continue
+                rid, seq, h, t_ns = last
+                deleted += db.execute("DELETE FROM samples WHERE source_id = ? AND id <= ?",
+                                      (sid, rid)).rowcount
+                if seq is not None:
+                    db.execute("INSERT OR REPLACE INTO chain_anchors (source_id, seq, hash, t_ns) "
+                               "VALUES (?, ?, ?, ?)", (sid, seq, h, t_ns))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return deleted

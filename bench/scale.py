@@ -1,0 +1,304 @@
+"""Scale benchmark: one agent polling N NTP responders on loopback.
+
+    .venv/bin/python bench/scale.py [--sources 1000] [--seconds 60] [--interval 1]
+
+Starts ``python -m timemon.simulator --count N`` (one process, N responders on
+consecutive ports) and ``timemon agent`` (a subprocess, lab interval, a store in
+a temporary directory), waits until every source has a sample, then measures
+for ``--seconds`` while a client scrapes ``/metrics`` once a second.
+
+Printed:
+  * agent CPU as % of one core: utime + stime of all its threads from
+    /proc/PID/stat over the measurement, divided by the wall time;
+  * agent RSS (VmRSS, at the end);
+  * samples per second: the increase of sum(timemon_samples_total) between the
+    first and last scrape, divided by the time between them;
+  * late polls: consecutive samples of one source (from the store, inside the
+    measurement window) more than 1.5 intervals apart; missed polls: the
+    expected number of samples (window / interval per source) minus those stored;
+  * scrape latency p50/p99 (request to last byte) and bytes per scrape;
+  * memory per source at a full stability window, MEASURED IN-PROCESS AND
+    EXTRAPOLATED (not by filling a store): ``--window-sources`` LiveSeries are
+    filled with a full window (DEFAULT_WINDOW samples) and folded, the RSS
+    increase is divided by their number and multiplied by N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import resource
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+VENV_BIN = Path(sys.executable).parent
+_SAMPLES = re.compile(rb"^timemon_samples_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def free_port_block(count: int) -> int:
+    """A base port with ``count`` consecutive free UDP ports."""
+    for base in range(20000, 60000 - count, 1500):
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise SystemExit("no block of free UDP ports")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> tuple[float, bytes]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        body = resp.read()
+    return time.perf_counter() - started, body
+
+
+def samples_total(body: bytes) -> tuple[float, int]:
+    values = [float(v) for v in _SAMPLES.findall(body)]
+    return sum(values), sum(1 for v in values if v > 0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+def window_memory_per_source(n: int, interval: float) -> tuple[float, int]:
+    """Bytes of RSS per source with a full stability window, and the window length."""
+    import numpy as np
+    from timemon.analysis.streaming import DEFAULT_WINDOW
+
+    from timemon.live import LiveSeries
+    from timemon.source import Sample
+
+    rng = np.random.default_rng(1)
+    offsets = rng.normal(0.0, 1e-5, DEFAULT_WINDOW).tolist()
+    step = int(interval * 1e9)
+    before = rss_bytes(os.getpid())
+    keep = []
+    t0 = time.clock_gettime_ns(time.CLOCK_REALTIME) - DEFAULT_WINDOW * step
+    for i in range(n):
+        live = LiveSeries(interval, DEFAULT_WINDOW, None, ())
+        for k, x in enumerate(offsets):
+            live.add(Sample(t0 + k * step + (i % 7) * 1000, x, 1e-4))
+        live.compute_if_due(time.monotonic() + 3600)
+        keep.append(live)
+    after = rss_bytes(os.getpid())
+    return (after - before) / n, DEFAULT_WINDOW
+
+
+def write_config(path: Path, store: Path, base: int, count: int, interval: float,
+                 with_store: bool = True) -> None:
+    parts = [f'[agent]\nstore = "{store if with_store else ""}"\nlog_level = "warning"\n']
+    for i in range(count):
+        parts.append(f'[[source]]\nname = "sim{i:04d}"\nkind = "ntp"\n'
+                     f'address = "127.0.0.1:{base + i}"\ninterval = {interval}\nlab = true\n'
+                     f'timeout = 0.5\n')
+    path.write_text("\n".join(parts))
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--window-sources", type=int, default=20,
+                        help="sources filled to a full window for the memory extrapolation")
+    parser.add_argument("--no-store", action="store_true",
+                        help="run the agent without a store (isolates the store's cost)")
+    parser.add_argument("--scrape-every", type=float, default=1.0,
+                        help="seconds between scrapes (large: isolates the scrape's cost)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record the agent with py-spy (collapsed stacks) during the run")
+    args = parser.parse_args()
+    raise_fd_limit()
+    n = args.sources
+    base = free_port_block(n)
+    http_port = free_tcp_port()
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="timemon-scale-") as tmp:
+        config, store = Path(tmp) / "scale.toml", Path(tmp) / "samples.db"
+        write_config(config, store, base, n, args.interval, not args.no_store)
+        sim = subprocess.Popen([sys.executable, "-m", "timemon.simulator", "--count", str(n),
+                                "--port", str(base)], preexec_fn=raise_fd_limit)
+        agent = None
+        spy = None
+        try:
+            time.sleep(1.0 + n / 2000)
+            if sim.poll() is not None:
+                raise SystemExit("the simulator exited")
+            agent = subprocess.Popen([str(VENV_BIN / "timemon"), "agent", "--config",
+                                      str(config), "--listen", f"127.0.0.1:{http_port}"],
+                                     preexec_fn=raise_fd_limit)
+            started = time.monotonic()
+            with_sample = 0
+            while True:  # warm-up: every source has a sample (or 60 s, then measure anyway)
+                with contextlib.suppress(OSError):
+                    _lat, body = scrape(http_port)
+                    with_sample = samples_total(body)[1]
+                    if with_sample >= n:
+                        break
+                if agent.poll() is not None:
+                    raise SystemExit("the agent exited")
+                if time.monotonic() - started > 60:
+                    break
+                time.sleep(0.5)
+            warmup = time.monotonic() - started
+            time.sleep(2 * args.interval)
+            if args.profile:
+                spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "-p",
+                                        str(agent.pid), "-f", "raw", "-o", args.profile,
+                                        "-d", str(int(args.seconds)), "-r", "50", "--nonblocking"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            window_start_ns = time.clock_gettime_ns(time.CLOCK_REALTIME)
+            cpu0, wall0 = cpu_seconds(agent.pid), time.monotonic()
+            load0 = machine_busy()
+            sim_cpu0 = cpu_seconds(sim.pid)
+            latencies: list[float] = []
+            sizes: list[int] = []
+            counts: list[tuple[float, float]] = []
+            next_scrape = time.monotonic()
+            while True:
+                lat, body = scrape(http_port)
+                latencies.append(lat)
+                sizes.append(len(body))
+                counts.append((time.monotonic(), samples_total(body)[0]))
+                if time.monotonic() - wall0 >= args.seconds:
+                    break
+                next_scrape = min(next_scrape + args.scrape_every, wall0 + args.seconds)
+                time.sleep(max(0.0, next_scrape - time.monotonic()))
+            wall = time.monotonic() - wall0
+            load1 = machine_busy()
+            cpu = cpu_seconds(agent.pid) - cpu0
+            sim_cpu = cpu_seconds(sim.pid) - sim_cpu0
+            window_end_ns = time.clock_gettime_ns(time.CLOCK_REALTIME)
+            rss = rss_bytes(agent.pid)
+            with contextlib.suppress(OSError):
+                lag = re.search(rb"^timemon_event_loop_lag_seconds ([0-9.e+-]+)$", body, re.M)
+            if spy is not None:
+                spy.wait(30)
+        finally:
+            if agent is not None:
+                stop(agent)
+            stop(sim)
+            if spy is not None and spy.poll() is None:
+                spy.kill()
+        # Late and missed polls, from every sample the agent stored in the window.
+        late = missed = stored = 0
+        worst_gap = 0.0
+        margin = int(2 * args.interval * 1e9)  # a poll in flight at either edge
+        by_source: dict[int, list[int]] = {}
+        if not args.no_store:
+            with sqlite3.connect(store) as db:
+                for sid, t in db.execute(
+                        "SELECT source_id, t_ns FROM samples WHERE t_ns BETWEEN ? AND ? "
+                        "ORDER BY source_id, t_ns", (window_start_ns, window_end_ns)):
+                    by_source.setdefault(sid, []).append(t)
+        expected = (window_end_ns - window_start_ns - margin) / 1e9 / args.interval
+        for times in by_source.values():
+            stored += len(times)
+            gaps = [(b - a) / 1e9 for a, b in zip(times, times[1:], strict=False)]
+            late += sum(1 for g in gaps if g > 1.5 * args.interval)
+            worst_gap = max([worst_gap, *gaps])
+            missed += max(0, int(expected) - len(times))
+        if not args.no_store:
+            missed += (n - len(by_source)) * int(expected)
+    (t_first, c_first), (t_last, c_last) = counts[0], counts[-1]
+    rate = (c_last - c_first) / (t_last - t_first)
+    busy = (load1[0] - load0[0]) / max(1, load1[1] - load0[1])
+    others = busy * os.cpu_count() - (cpu + sim_cpu) / wall  # cores used by other processes
+    per_source, window = window_memory_per_source(args.window_sources, args.interval)
+    rows += [
+        ("sources x interval", f"{n} x {args.interval:g} s, {wall:.0f} s measured"),
+        ("warm-up: sources with a sample", f"{with_sample}/{n} after {warmup:.1f} s"),
+        ("agent CPU (% of one core)", f"{100 * cpu / wall:.1f} %"),
+        ("agent CPU per sample", f"{1e3 * cpu / wall / rate:.3f} ms" if rate else "-"),
+        (f"projected agent CPU at {n / args.interval:.0f} samples/s",
+         f"{100 * cpu / wall / rate * n / args.interval:.0f} % of one core" if rate else "-"),
+        ("machine: CPUs busy / used by others", f"{100 * busy:.0f} % of {os.cpu_count()} "
+                                                f"/ {others:.2f} cores"),
+        ("simulator CPU (% of one core)", f"{100 * sim_cpu / wall:.1f} %"),
+        ("agent RSS", f"{rss / 2**20:.1f} MiB"),
+        ("samples per second", f"{rate:.1f} "
+                               f"(ideal {n / args.interval:.0f})"),
+        ("samples stored in window", f"{stored}"),
+        ("late polls (gap > 1.5 intervals)", "n/a (no store)" if args.no_store else
+         f"{late} (worst gap {worst_gap:.2f} s)"),
+        ("missed polls (expected - stored)", "n/a (no store)" if args.no_store else
+         f"{missed} (expected {int(expected)}/source)"),
+        ("scrape latency p50 / p99", f"{1e3 * percentile(latencies, 0.5):.1f} ms / "
+                                     f"{1e3 * percentile(latencies, 0.99):.1f} ms "
+                                     f"({len(latencies)} scrapes)"),
+        ("bytes per scrape", f"{statistics.mean(sizes):,.0f}"),
+        ("event loop lag (last)", lag.group(1).decode() + " s" if lag else "-"),
+        (f"memory per source, full window ({window} samples)",
+         f"{per_source / 2**10:.0f} KiB (measured on {args.window_sources} sources in-process)"),
+        (f"extrapolated RSS for {n} full windows",
+         f"{(rss + n * per_source) / 2**20:.0f} MiB (agent RSS + {n} x per source)"),
+    ]
+    width = max(len(k) for k, _v in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
