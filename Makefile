@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages whose real daemons and tools the tests start.
-APT_PACKAGES := chrony linuxptp gpsd gpsd-clients prometheus iproute2 socat
-REQUIRED_BINARIES := chronyd chronyc ptp4l pmc gpsd gpsfake gpspipe prometheus promtool ip socat
+APT_PACKAGES := chrony linuxptp gpsd gpsd-clients prometheus iproute2 socat systemd chromium openssl
+REQUIRED_BINARIES := chronyd chronyc ptp4l pmc gpsd gpsfake gpspipe prometheus promtool ip socat systemd-analyze chromium openssl
 # A missing binary fails the suite instead of skipping (set to 0 to allow skips).
 TIMEMON_REQUIRE_BINARIES ?= 1
 export TIMEMON_REQUIRE_BINARIES

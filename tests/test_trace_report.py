@@ -188,3 +188,27 @@ def test_parse_time() -> None:
     assert parse_time("2027-01-15T08:00:00.25Z") == T0 + 250_000_000
     with pytest.raises(ExportError, match="not a time"):
         parse_time("-1w", now)
+
+
+def test_html_report_renders_in_chromium_with_its_plot(store: Path, tmp_path: Path) -> None:
+    """The HTML as a person sees it: headless Chromium (Debian's package) renders it, and
+    the screenshot holds the sigma-tau plot (matplotlib's first line colour, #1f77b4)."""
+    from conftest import find_binary
+    from PIL import Image
+
+    chromium = find_binary("chromium")
+    html = tmp_path / "r.html"
+    code, _, err = invoke("report", "--store", str(store), "--source", "gm", "--from", START,
+                          "--to", END, "--out", str(html))
+    assert code == 0, err
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+                    "--window-size=1200,4000", f"--screenshot={shot}", html.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    plot_blue = np.abs(pixels - np.array([0x1F, 0x77, 0xB4])).sum(axis=1) < 40
+    assert plot_blue.sum() > 200, "no plot line in the rendered report"
+    text = (pixels.sum(axis=1) < 200).sum()  # dark pixels: the report's text and tables
+    assert text > 5000
