@@ -25,7 +25,7 @@ from timemon.probes.timestamping import enable_timestamps, read_tx_stamp, receiv
 from timemon.address import HostPort
 from timemon.families import SOURCE_LABELS, Families
 from timemon.kinds import NTP_DEFAULT_INTERVAL, NTP_MIN_INTERVAL, NTP_MIN_INTERVAL_LAB
-from timemon.source import Sample, SampleSink, Source, sleep_until_monotonic
+from timemon.source import ProbeError, Sample, SampleSink, Source, sleep_until_monotonic
 
 log = logging.getLogger("timemon.probes.ntp")
 
@@ -39,15 +39,8 @@ MAX_TIMEOUT_BACKOFF = 16  # a silent server is retried at most 16x less often...
 MAX_BACKOFF_SECONDS = 1024.0  # ...and not less often than every 1024 s (unless interval is longer)
 PRECISION_LOCAL = 1e-9  # our stamps are in ns; the filter's rho for the local side
 
-ProbeErrorReason = str
-
-
-class NtpProbeError(Exception):
-    """A failed query; ``reason`` is the ``timemon_probe_errors_total`` label."""
-
-    def __init__(self, reason: ProbeErrorReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+class NtpProbeError(ProbeError):
+    """A failed NTP query; ``reason`` is the ``timemon_probe_errors_total`` label."""
 
 
 @dataclass(frozen=True)
