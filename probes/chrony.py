@@ -35,7 +35,7 @@ from timemon.probes import chrony_proto as cp
 from timemon.address import HostPort
 from timemon.families import SOURCE_LABELS, Families
 from timemon.kinds import CHRONY_DEFAULT_INTERVAL, CHRONY_DEFAULT_PORT, CHRONY_DEFAULT_SOCKET
-from timemon.source import ProbeError, Sample, SampleSink, Source, sleep_until_monotonic
+from timemon.source import ProbeError, Sample, SampleSink, Source
 
 log = logging.getLogger("timemon.probes.chrony")
 
@@ -430,12 +430,6 @@ class ChronySource(Source):
                                    on_reject=self.count_error)
         self.state: ChronyState | None = None
         self.root_distance: float | None = None
-
-    async def run(self) -> None:
-        while True:
-            started = time.monotonic_ns()
-            await self.poll_once()
-            await sleep_until_monotonic(started + int(self.interval * 1e9))
 
     async def poll_once(self) -> ChronyState | None:
         started = time.monotonic_ns()

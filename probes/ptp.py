@@ -34,7 +34,7 @@ from timemon.probes import ptp_mgmt as mgmt
 
 from timemon.families import SOURCE_LABELS, Families
 from timemon.kinds import PTP_DEFAULT_DOMAIN, PTP_DEFAULT_INTERVAL, PTP_DEFAULT_UDS
-from timemon.source import ProbeError, Sample, SampleSink, Source, sleep_until_monotonic
+from timemon.source import ProbeError, Sample, SampleSink, Source
 
 log = logging.getLogger("timemon.probes.ptp")
 
@@ -433,12 +433,6 @@ class PtpSource(Source):
         self._last_gm: bytes | None = None  # the last grandmaster seen present
         self._last_ingress: int | None = None
         self.root_distance: float | None = None  # for the cross-checks (README: Error bounds)
-
-    async def run(self) -> None:
-        while True:
-            started = time.monotonic_ns()
-            await self.poll_once()
-            await sleep_until_monotonic(started + int(self.interval * 1e9))
 
     async def poll_once(self) -> PtpState | None:
         started = time.monotonic_ns()

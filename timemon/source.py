@@ -117,7 +117,17 @@ class Source:
 
     # -- what subclasses provide -----------------------------------------
 
-    async def run(self) -> None:  # pragma: no cover - abstract
+    async def run(self) -> None:
+        """Poll every ``interval`` seconds, counted from the start of each poll.
+
+        Probes with their own schedule (NTP's back-off, a serial stream) override it.
+        """
+        while True:
+            started = time.monotonic_ns()
+            await self.poll_once()
+            await sleep_until_monotonic(started + int(self.interval * 1e9))
+
+    async def poll_once(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     async def close(self) -> None:
