@@ -38,7 +38,7 @@ _RESET = object()
 FOLD_BATCH = 64
 FOLD_MAX_AGE = 60.0
 YOUNG_MAX_AGE = 5.0
-YOUNG_WINDOW = 256
+YOUNG_WINDOW = 32  # samples: past this, the first values exist and batches can grow
 
 
 @dataclass(frozen=True)
