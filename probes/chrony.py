@@ -429,7 +429,6 @@ class ChronySource(Source):
         self.client = ChronyClient(socket_path, address, self.timeout,
                                    on_reject=self.count_error)
         self.state: ChronyState | None = None
-        self.root_distance: float | None = None
 
     async def poll_once(self) -> ChronyState | None:
         started = time.monotonic_ns()
@@ -448,14 +447,13 @@ class ChronySource(Source):
 
     def _lost(self) -> None:
         self.state = None
-        self.offset = self.delay = self.jitter = self.error_bound = self.root_distance = None
+        self.clear_estimate()
         self.set_up(False)
 
     def _update(self, state: ChronyState) -> None:
         self.state = state
         if not state.synchronised:
-            self.offset = self.delay = self.jitter = self.error_bound = None
-            self.root_distance = None
+            self.clear_estimate()
             self.count_error("unsynchronised", f"chronyd is not synchronised "
                              f"(reference {state.tracking.ref_id:08X})")
             self.set_up(False)

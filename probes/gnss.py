@@ -143,7 +143,6 @@ class GnssSource(Source):
         self.stream_supported = True
         self.pairer = PpsPairer(fixed_delay=fixed_delay)
         self._offsets: deque[float] = deque(maxlen=JITTER_WINDOW)
-        self.root_distance: float | None = None  # for the cross-checks (README: Error bounds)
         self._last_epoch_mono = 0
         self._port: Any = None
         self._pps_stop = threading.Event()

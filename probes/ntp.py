@@ -250,7 +250,6 @@ class NtpSource(Source):
         self.kod: dict[str, int] = {}
         self.filter = ClockFilter()
         self.reply: pkt.ServerReply | None = None
-        self.root_distance: float | None = None
         self._resolved: tuple[int, tuple] | None = None
         self._resolved_at = 0.0
         self.last_send_ns = 0  # monotonic time of the last request sent

@@ -432,7 +432,6 @@ class PtpSource(Source):
         self.gm_changes = 0
         self._last_gm: bytes | None = None  # the last grandmaster seen present
         self._last_ingress: int | None = None
-        self.root_distance: float | None = None  # for the cross-checks (README: Error bounds)
 
     async def poll_once(self) -> PtpState | None:
         started = time.monotonic_ns()
@@ -453,9 +452,7 @@ class PtpSource(Source):
     def _lost(self) -> None:
         # Nothing stale: without a reply there is no port state, offset or grandmaster.
         self.state = None
-        self.offset = None
-        self.delay = None
-        self.error_bound = self.root_distance = None
+        self.clear_estimate()
         self.set_up(False)
 
     def _update(self, state: PtpState) -> None:
@@ -469,9 +466,7 @@ class PtpSource(Source):
         self.state = state
         offset = state.offset
         if offset is None:
-            self.offset = None
-            self.delay = None
-            self.error_bound = self.root_distance = None
+            self.clear_estimate()
             self.set_up(False)
             return
         self.offset = offset

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Chronyd, find_binary, free_tcp_port
-from test_agent_e2e import start_agent, stop
+from test_agent_e2e import start_agent, stop, write_config
 from test_deploy_rules_dashboards import DASHBOARDS, RULE_FILES, panels
 
 # What the template variables become in the queries sent (Grafana would interpolate them).
@@ -77,22 +77,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chronyd_server: Chronyd,
     blocker = tmp / "not-a-dir"
     blocker.write_text("the store below cannot be created: TimemonStoreErrors must fire")
     config = tmp / "timemon.toml"
-    config.write_text(f"""
-[agent]
-store = "{blocker / 'samples.db'}"
-
-[[source]]
-name = "lab-chronyd"
-kind = "ntp"
-address = "127.0.0.1:{chronyd_server.port}"
-interval = "1s"
-lab = true
-masks = ["G.8272-PRTC-A"]
-
-[[source]]
-kind = "kernel"
-interval = 1
-""")
+    write_config(config, blocker / "samples.db", chronyd_server.port,
+                 'masks = ["G.8272-PRTC-A"]\n')
     agent_port = free_tcp_port()
     agent = start_agent(timemon_exe, config, agent_port)
     # The rule files as shipped, evaluated every second instead of every minute.

@@ -76,6 +76,9 @@ class Source:
         self.delay: float | None = None
         self.jitter: float | None = None
         self.error_bound: float | None = None
+        # The half-width of the correctness interval around the offset, for the
+        # cross-checks (README: Error bounds); set by sources that know it.
+        self.root_distance: float | None = None
         self.probe_duration: float | None = None
         self.last_error: str = ""
         self.recent: deque[Sample] = deque(maxlen=RECENT_SAMPLES)
@@ -90,6 +93,10 @@ class Source:
         self.last_sample_ns = sample.t_ns
         self.recent.append(sample)
         self.sink(self, sample)
+
+    def clear_estimate(self) -> None:
+        """No current estimate: nothing stale is exported once a reference is lost."""
+        self.offset = self.delay = self.jitter = self.error_bound = self.root_distance = None
 
     def count_error(self, reason: str, detail: str = "") -> None:
         """Count a rejected poll or reply under ``reason`` and log it once per reason."""
