@@ -1,13 +1,17 @@
 """Live stability statistics over a sliding window: OADEV, MDEV, TDEV and MTIE.
 
-The agent keeps, per source, a ring buffer of the last ``window`` phase samples
-on a regular grid (NaN where a poll was lost) and, per octave tau, the running
-sums the estimators need.  Samples arrive one by one (``append``, O(1)) and
-are folded in in small batches (``update``) with numpy: each batch adds the
-terms that the new samples complete and subtracts the terms that leave the
-window, so the work per sample per tau is constant — the Dobrogowski-Kasznia
-approach of running sums instead of recomputation.  Every ``window`` samples
-the sums are recomputed from the buffer, so rounding never accumulates.
+The agent keeps, per source, a buffer of the last ``window`` phase samples on a
+regular grid (NaN where a poll was lost) and, per octave tau, the running sums
+the estimators need.  Samples arrive one by one (``append``, O(1)) and are
+folded in in small batches (``update``) with numpy: each batch adds the terms
+that the new samples complete and subtracts the terms that leave the window, so
+the work per sample per tau is constant — the Dobrogowski-Kasznia approach of
+running sums instead of recomputation.  Every ``window`` samples the sums are
+recomputed from the buffer, so rounding never accumulates.
+
+Every tau is folded in by the same numpy calls (index arrays with one row per
+tau), so a fold costs a fixed number of numpy calls whatever the number of taus;
+a call per tau per fold was what dominated the cost.
 
 Estimators (NIST SP 1065; tau = m·tau0):
   OADEV^2(m) = sum_i (x[i+2m] − 2x[i+m] + x[i])^2 / (2 m^2 tau0^2 n)             (eq. 11)
@@ -28,9 +32,12 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 DEFAULT_WINDOW = 16384
 MIN_TERMS = 2  # no point is published from fewer terms (as the batch functions)
+NONE = -(1 << 62)  # no anchor term
+BLOCK = 64  # slots per block: phase summaries and MTIE maxima are kept per block
 
 
 def octave_ms(window: int, max_m: int | None = None) -> list[int]:
@@ -61,56 +68,17 @@ class StabilityPoint:
     mtie_n: int
 
 
-def _moving_sum(v: FloatArray, w: int) -> FloatArray:
-    """Sums of w consecutive elements: out[j] = v[j] + ... + v[j+w−1]."""
-    c = np.concatenate(([0.0], np.cumsum(v)))
-    return c[w:] - c[:-w]
+def _flat(lo: IntArray, length: IntArray) -> tuple[IntArray, IntArray]:
+    """Concatenated ranges [lo[r], lo[r] + length[r]) and the row of each element."""
+    length = np.maximum(length, 0)
+    rows = np.repeat(np.arange(lo.size), length)
+    ends = np.cumsum(length)
+    idx = np.arange(int(ends[-1]) if ends.size else 0) + np.repeat(lo - (ends - length), length)
+    return idx, rows
 
 
-def _sliding_extrema(v: FloatArray, w: int) -> tuple[FloatArray, FloatArray]:
-    """Max and min of every window of w consecutive elements, in O(len) (van Herk/Gil-Werman).
-
-    NaNs are ignored here (fmax/fmin); callers mark windows that touch one.
-    """
-    n = v.size - w + 1
-    if w == 1:
-        return v.copy(), v.copy()
-    pad = (-v.size) % w
-    blocks = np.concatenate((v, np.full(pad, np.nan))).reshape(-1, w)
-    out = []
-    for ufunc in (np.fmax, np.fmin):
-        prefix = ufunc.accumulate(blocks, axis=1).ravel()
-        suffix = ufunc.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
-        out.append(ufunc(suffix[:n], prefix[w - 1:w - 1 + n]))
-    return out[0], out[1]
-
-
-MTIE_BLOCK = 64  # window positions per block of MTIE maxima
-BLOCK = 64  # phase slots per block summary (max, min, any NaN)
-
-
-class _TauState:
-    """Running sums for one averaging factor m; O(1) memory but the MTIE block maxima."""
-
-    __slots__ = ("m", "adev_sum", "adev_n", "mdev_sum", "mdev_n", "inner_new", "inner_old",
-                 "block_max", "block_valid")
-
-    def __init__(self, m: int, window: int) -> None:
-        self.m = m
-        self.adev_sum = 0.0
-        self.adev_n = 0
-        self.mdev_sum = 0.0
-        self.mdev_n = 0
-        # MDEV inner sums sum_{i=j}^{j+m−1} d2(i) as (j, NaN-free sum, NaN count), for
-        # the newest term in the sum and for the oldest: each moves on by one entering
-        # and one leaving second difference per slot.
-        self.inner_new: tuple[int, float, int] | None = None
-        self.inner_old: tuple[int, float, int] | None = None
-        # MTIE: max range and valid-window count per block of MTIE_BLOCK positions,
-        # in a ring indexed by absolute block number.
-        blocks = window // MTIE_BLOCK + 3
-        self.block_max = np.full(blocks, np.nan)
-        self.block_valid = np.zeros(blocks, dtype=np.int64)
+def _columns(width: int) -> IntArray:
+    return np.arange(width, dtype=np.int64)[None, :]
 
 
 class StreamingStability:
@@ -118,9 +86,8 @@ class StreamingStability:
 
     ``append`` takes one grid slot (phase in seconds, NaN for a gap); ``update``
     folds the appended slots in; ``points`` gives the current values.  The phase
-    lives in a linear buffer an eighth longer than the window, compacted (one copy of
-    the window) when full, so every
-    range of slots is a contiguous view.
+    lives in a linear buffer an eighth longer than the window, compacted (one copy
+    of the window) when full, so every range of slots is a contiguous view.
     """
 
     def __init__(self, tau0: float, window: int = DEFAULT_WINDOW,
@@ -131,23 +98,49 @@ class StreamingStability:
         self.window = window
         self.max_m = max_m
         self.ms = octave_ms(window, max_m)
-        self._spare = max(window // 8, 64)  # slots folded in between two compactions
+        self._m = np.array(self.ms, dtype=np.int64)
+        self._spare = max(window // 8, BLOCK)  # slots folded in between two compactions
         self._buf = np.empty(window + self._spare)
         self._pending: list[float] = []
+        self._blocks = window // BLOCK + 3  # ring sizes, in blocks
         self.reset()
 
     def reset(self) -> None:
         """Forget everything (after a clock step)."""
+        k = len(self.ms)
         self._base = 0  # absolute slot of _buf[0]
         self._total = 0  # slots folded in
         self._pending = []
         self._reference: float | None = None  # subtracted from phase: keeps sums well scaled
-        self._taus = [_TauState(m, self.window) for m in self.ms]
         self._since_recompute = 0
-        blocks = self.window // BLOCK + 3
-        self._bmax = np.full(blocks, np.nan)
-        self._bmin = np.full(blocks, np.nan)
-        self._bnan = np.zeros(blocks, dtype=bool)
+        self._adev_sum = np.zeros(k)
+        self._adev_n = np.zeros(k, dtype=np.int64)
+        self._mdev_sum = np.zeros(k)
+        self._mdev_n = np.zeros(k, dtype=np.int64)
+        # MDEV inner sums sum_{i=j}^{j+m−1} d2(i) as (j, NaN-free sum, NaN count) for the
+        # newest term in the sum and for the oldest (j = NONE: none): each moves on by one
+        # entering and one leaving second difference per slot.
+        self._new_j = np.full(k, NONE, dtype=np.int64)
+        self._new_s = np.zeros(k)
+        self._new_bad = np.zeros(k, dtype=np.int64)
+        self._old_j = np.full(k, NONE, dtype=np.int64)
+        self._old_s = np.zeros(k)
+        self._old_bad = np.zeros(k, dtype=np.int64)
+        # MTIE: per tau, the largest range and the count of gap-free windows among the
+        # window positions of each block, in a ring indexed by absolute block number.
+        self._mtie_max = np.full((k, self._blocks), np.nan)
+        self._mtie_valid = np.zeros((k, self._blocks), dtype=np.int64)
+        # Phase summaries per block of slots: max and min, NaN when the block has a gap.
+        self._bmax = np.full(self._blocks, np.nan)
+        self._bmin = np.full(self._blocks, np.nan)
+        # Least-squares sums for the frequency offset: n, Σt, Σx, Σt², Σtx over the gap-free
+        # slots of the window, t in slots from _epoch (reset at each recompute, so t stays
+        # below two windows and the sums keep their precision).
+        self._epoch = 0
+        self._ls = np.zeros(5)
+        # MTIE of the window's first block (partly evicted), from the last fold.
+        self._head_best = np.full(k, -np.inf)
+        self._head_count = np.zeros(k, dtype=np.int64)
 
     # -- input --------------------------------------------------------------------
 
@@ -177,173 +170,277 @@ class StreamingStability:
 
     # -- terms -------------------------------------------------------------------------
 
-    def _d2(self, m: int, lo: int, hi: int) -> FloatArray:
-        """Second differences x[i+2m] − 2x[i+m] + x[i] for i in [lo, hi)."""
-        x = self._x(lo, hi + 2 * m)
-        return x[2 * m:] - 2.0 * x[m:hi - lo + m] + x[:hi - lo]
+    def _d2(self, i: IntArray, m: IntArray) -> FloatArray:
+        """Second differences x[i+2m] − 2x[i+m] + x[i] at absolute slots i."""
+        b = self._buf
+        j = i - self._base
+        return b[j + 2 * m] - 2.0 * b[j + m] + b[j]
 
-    def _adev_terms(self, m: int, lo: int, hi: int) -> tuple[float, int]:
-        """Sum of squared second differences for the terms starting at [lo, hi)."""
-        if hi <= lo:
-            return 0.0, 0
-        d2 = self._d2(m, lo, hi)
-        v = d2[np.isfinite(d2)]
-        return float(np.dot(v, v)), int(v.size)
+    def _adev_fold(self, lo: IntArray, hi: IntArray, rows: IntArray) -> tuple[FloatArray, IntArray]:
+        """Per range r: sum of squared second differences of the terms starting in
+        [lo[r], hi[r]) for tau row rows[r], and how many were gap-free."""
+        idx, which = _flat(lo, hi - lo)
+        d2 = self._d2(idx, self._m[rows][which])
+        ok = np.isfinite(d2)
+        sq = np.where(ok, d2 * d2, 0.0)
+        return (np.bincount(which, sq, minlength=lo.size),
+                np.bincount(which, ok, minlength=lo.size).astype(np.int64))
 
-    def _inner_direct(self, m: int, j: int) -> tuple[float, int]:
-        """MDEV inner sum of term j from scratch: O(m)."""
-        d2 = self._d2(m, j, j + m)
-        bad = ~np.isfinite(d2)
-        return float(np.sum(np.where(bad, 0.0, d2))), int(bad.sum())
+    def _inner_runs(self, rows: IntArray, j0: IntArray, length: IntArray,
+                    anchored: npt.NDArray[np.bool_], first: FloatArray, first_bad: IntArray
+                    ) -> tuple[FloatArray, IntArray]:
+        """MDEV inner sums and NaN counts of the terms j0[r] + c, c < length[r], of tau
+        row rows[r], one run per row of the returned arrays (padded with zeros).
 
-    def _inner_run(self, m: int, j0: int, j1: int, anchor: tuple[int, float, int] | None
-                   ) -> tuple[FloatArray, FloatArray]:
-        """Inner sums and NaN counts of the MDEV terms j in [j0, j1).
-
-        Each follows from the one before by one entering and one leaving second
-        difference, so a run costs O(j1 − j0); only the first is summed in full
-        (O(m)) unless ``anchor`` = (j0, sum, NaN count) already gives it.
+        Each term follows from the one before by one entering and one leaving second
+        difference, so a run costs O(length); only the first is summed in full (O(m))
+        unless ``anchored`` (its sum and NaN count given in ``first``/``first_bad``).
         """
-        if anchor is not None and anchor[0] == j0:
-            first, first_bad = anchor[1], anchor[2]
-        else:
-            first, first_bad = self._inner_direct(m, j0)
-        n = j1 - j0 - 1
-        if n <= 0:
-            return np.array([first]), np.array([first_bad])
-        d2 = self._d2(m, j0, j1 + m - 1)  # d2(j0) .. d2(j1 + m − 2)
-        entering, leaving = d2[m:m + n], d2[:n]  # for term j: d2(j + m − 1) in, d2(j − 1) out
+        m = self._m[rows]
+        first = first.copy()
+        first_bad = first_bad.copy()
+        direct = np.flatnonzero(~anchored)
+        if direct.size:
+            idx, which = _flat(j0[direct], m[direct])
+            d2 = self._d2(idx, m[direct][which])
+            bad = ~np.isfinite(d2)
+            first[direct] = np.bincount(which, np.where(bad, 0.0, d2), minlength=direct.size)
+            first_bad[direct] = np.bincount(which, bad, minlength=direct.size).astype(np.int64)
+        width = int(length.max())
+        c = _columns(width)
+        live = (c >= 1) & (c < length[:, None])
+        j = j0[:, None] + np.where(live, c, 0)  # dead cells read term j0: always in range
+        mm = m[:, None]
+        entering = self._d2(np.where(live, j + mm - 1, j0[:, None]), mm)
+        leaving = self._d2(np.where(live, j - 1, j0[:, None]), mm)
         bad_in, bad_out = ~np.isfinite(entering), ~np.isfinite(leaving)
-        inc = np.where(bad_in, 0.0, entering) - np.where(bad_out, 0.0, leaving)
-        sums = np.concatenate(([first], first + np.cumsum(inc)))
-        bads = np.concatenate(([first_bad], first_bad + np.cumsum(bad_in.astype(np.int64)
-                                                                 - bad_out)))
-        return sums, bads
+        inc = np.where(live, np.where(bad_in, 0.0, entering) - np.where(bad_out, 0.0, leaving),
+                       0.0)
+        bad_inc = np.where(live, bad_in.astype(np.int64) - bad_out, 0)
+        inc[:, 0] = first
+        bad_inc[:, 0] = first_bad
+        return np.cumsum(inc, axis=1), np.cumsum(bad_inc, axis=1)
 
-    def _mdev_remove(self, t: _TauState, j0: int, j1: int, last: int) -> None:
-        """Remove terms [j0, j1) (j0 the first in the sum; ``last`` the last one)."""
-        if j1 <= j0:
+    def _mdev_fold(self, rm_j0: IntArray, rm_j1: IntArray, rm_last: IntArray,
+                   add_j0: IntArray, add_j1: IntArray) -> None:
+        """Per tau, remove terms [rm_j0, rm_j1) (rm_j0 the first in the sum, rm_last the
+        last one) and add terms [add_j0, add_j1) (add_j0 following the last in the sum):
+        all runs in one pass."""
+        rm = np.flatnonzero(rm_j1 > rm_j0)
+        add = np.flatnonzero(add_j1 > add_j0)
+        if not rm.size and not add.size:
             return
-        upto = min(j1 + 1, last + 1)  # also the new first term, when there is one
-        sums, bads = self._inner_run(t.m, j0, upto, t.inner_old)
-        removed, removed_bad = sums[:j1 - j0], bads[:j1 - j0]
-        v = removed[removed_bad == 0]
-        t.mdev_sum -= float(np.dot(v, v))
-        t.mdev_n -= int(v.size)
-        t.inner_old = (j1, float(sums[-1]), int(bads[-1])) if upto > j1 else None
+        r0, r1 = rm_j0[rm], rm_j1[rm]
+        upto = np.minimum(r1 + 1, rm_last[rm] + 1)  # also the new first term, if any
+        a0, a1 = add_j0[add], add_j1[add]
+        add_anchored = self._new_j[add] == a0 - 1
+        a_start = np.where(add_anchored, a0 - 1, a0)
+        rows = np.concatenate((rm, add))
+        start = np.concatenate((r0, a_start))
+        length = np.concatenate((upto - r0, a1 - a_start))
+        sums, bads = self._inner_runs(
+            rows, start, length,
+            np.concatenate((self._old_j[rm] == r0, add_anchored)),
+            np.concatenate((self._old_s[rm], self._new_s[add])),
+            np.concatenate((self._old_bad[rm], self._new_bad[add])))
+        lo_col = np.concatenate((np.zeros_like(r0), add_anchored.astype(np.int64)))
+        hi_col = np.concatenate((r1 - r0, length[rm.size:]))
+        c = _columns(sums.shape[1])
+        used = (c >= lo_col[:, None]) & (c < hi_col[:, None]) & (bads == 0)
+        total = np.where(used, sums * sums, 0.0).sum(axis=1)
+        count = used.sum(axis=1)
+        end = (np.arange(rows.size), length - 1)
+        last_s, last_bad = sums[end], bads[end]
+        n = rm.size
+        self._mdev_sum[rm] -= total[:n]
+        self._mdev_n[rm] -= count[:n]
+        self._old_j[rm] = np.where(length[:n] > r1 - r0, r1, NONE)
+        self._old_s[rm] = last_s[:n]
+        self._old_bad[rm] = last_bad[:n]
+        self._mdev_sum[add] += total[n:]
+        self._mdev_n[add] += count[n:]
+        self._new_j[add] = a1 - 1
+        self._new_s[add] = last_s[n:]
+        self._new_bad[add] = last_bad[n:]
 
-    def _mdev_add(self, t: _TauState, j0: int, j1: int) -> None:
-        """Add terms [j0, j1), j0 following the last term in the sum."""
-        if j1 <= j0:
-            return
-        anchored = t.inner_new is not None and t.inner_new[0] == j0 - 1
-        sums, bads = self._inner_run(t.m, j0 - 1 if anchored else j0, j1, t.inner_new)
-        if anchored:
-            sums, bads = sums[1:], bads[1:]
-        v = sums[bads == 0]
-        t.mdev_sum += float(np.dot(v, v))
-        t.mdev_n += int(v.size)
-        t.inner_new = (j1 - 1, float(sums[-1]), int(bads[-1]))
-
-    def _block_extrema(self, lo: int, hi: int) -> tuple[float, float, bool]:
-        """(max, min, any NaN) of the phase over slots [lo, hi), from the block summaries:
-        O((hi − lo) / BLOCK) plus two partial blocks."""
-        first_full = -(-lo // BLOCK)
-        last_full = hi // BLOCK
-        if last_full <= first_full:
-            x = self._x(lo, hi)
-            nan = bool(np.isnan(x).any())
-            return float(np.fmax.reduce(x)), float(np.fmin.reduce(x)), nan
-        parts = [self._x(lo, first_full * BLOCK), self._x(last_full * BLOCK, hi)]
-        ring = np.arange(first_full, last_full) % self._bmax.size
-        hi_v = float(np.fmax.reduce(self._bmax[ring]))
-        lo_v = float(np.fmin.reduce(self._bmin[ring]))
-        nan = bool(self._bnan[ring].any())
-        for part in parts:
-            if part.size:
-                hi_v = max(hi_v, float(np.fmax.reduce(part))) if not math.isnan(hi_v) \
-                    else float(np.fmax.reduce(part))
-                lo_v = min(lo_v, float(np.fmin.reduce(part))) if not math.isnan(lo_v) \
-                    else float(np.fmin.reduce(part))
-                nan = nan or bool(np.isnan(part).any())
-        return hi_v, lo_v, nan
+    # -- MTIE ---------------------------------------------------------------------------
 
     def _summarise_blocks(self, lo: int, hi: int) -> None:
-        """Recompute the block summaries of the blocks holding slots [lo, hi)."""
-        size = self._bmax.size
-        for block in range(lo // BLOCK, (hi - 1) // BLOCK + 1):
-            x = self._x(max(block * BLOCK, self._base), min((block + 1) * BLOCK, self._total))
-            self._bmax[block % size] = np.fmax.reduce(x) if x.size else np.nan
-            self._bmin[block % size] = np.fmin.reduce(x) if x.size else np.nan
-            self._bnan[block % size] = bool(np.isnan(x).any())
+        """Recompute the phase summaries of the blocks holding slots [lo, hi)."""
+        first, last = lo // BLOCK, (hi - 1) // BLOCK + 1
+        begin = max(first * BLOCK, self._base)
+        head, tail = begin - first * BLOCK, last * BLOCK - hi
+        x = self._x(begin, hi)
+        # Cells before the buffer or after the last slot are no phase: -inf/+inf, so
+        # they never win, while a real gap (NaN) makes the block's summary NaN.
+        blocks_max = np.concatenate((np.full(head, -np.inf), x, np.full(tail, -np.inf)))
+        blocks_min = np.concatenate((np.full(head, np.inf), x, np.full(tail, np.inf)))
+        ring = np.arange(first, last) % self._blocks
+        self._bmax[ring] = np.maximum.reduce(blocks_max.reshape(-1, BLOCK), axis=1)
+        self._bmin[ring] = np.minimum.reduce(blocks_min.reshape(-1, BLOCK), axis=1)
 
-    def _ranges(self, m: int, lo: int, hi: int) -> FloatArray:
-        """max − min of x over slots [k, k+m] for k in [lo, hi); NaN where a gap is touched.
+    def _span_extrema(self, p: IntArray, q: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Max and min of the phase over slots [p[r], q[r]) (non-empty), NaN where the
+        span holds a gap: partial blocks from the slots, whole blocks from the summaries."""
+        c = -(-p // BLOCK) * BLOCK  # first block boundary at or after p
+        f = np.maximum((q // BLOCK) * BLOCK, c)  # last boundary at or before q (not before c)
+        heads = self._slot_extrema(p, np.minimum(c, q))
+        tails = self._slot_extrema(np.maximum(f, p), q)
+        nfull = (f - c) // BLOCK
+        top = np.maximum(heads[0], tails[0])
+        bottom = np.minimum(heads[1], tails[1])
+        if nfull.max() > 0:
+            cols = _columns(int(nfull.max()))
+            inside = cols < nfull[:, None]
+            ring = ((c // BLOCK)[:, None] + cols) % self._blocks
+            top = np.maximum(top, np.where(inside, self._bmax[ring], -np.inf).max(axis=1))
+            bottom = np.minimum(bottom, np.where(inside, self._bmin[ring], np.inf).min(axis=1))
+        return top, bottom
 
-        Short windows: van Herk/Gil-Werman over the slots, O(hi − lo + m).  Long ones:
-        every window is (its part of the first hi − lo − 1 slots) + (the slots all the
-        windows share) + (its part of the last ones); the shared middle comes from the
-        block summaries, so the cost is O(hi − lo + m / BLOCK).
+    def _slot_extrema(self, p: IntArray, q: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Max and min over slots [p[r], q[r]) of fewer than BLOCK slots; −inf/+inf when
+        empty, NaN when a slot is a gap."""
+        n = q - p
+        width = int(n.max()) if n.size else 0
+        if width <= 0:
+            return np.full(p.size, -np.inf), np.full(p.size, np.inf)
+        cols = _columns(width)
+        inside = cols < n[:, None]
+        x = self._buf[np.where(inside, p[:, None] + cols - self._base, 0)]  # dead cells: slot 0
+        return (np.where(inside, x, -np.inf).max(axis=1),
+                np.where(inside, x, np.inf).min(axis=1))
+
+    def _ranges(self, rows: IntArray, lo: IntArray, n: IntArray) -> FloatArray:
+        """max − min of the phase over slots [k, k + m] for k = lo[r] + c, c < n[r], of
+        tau row rows[r]: one row per r, NaN where the window touches a gap or c ≥ n[r].
+
+        Taus with m ≥ n − 1: every window is (its part of the first n − 1 slots) + (the
+        slots all of them share) + (its part of the last ones); the shared middle comes
+        from the block summaries, so the cost is O(n + m / BLOCK).  Shorter taus (m a
+        power of two): extrema of 2^q-slot spans by doubling over the slots involved.
         """
-        n, w = hi - lo, m + 1
-        if w <= n + 4 * BLOCK:
-            x = self._x(lo, hi + m)
-            hi_v, lo_v = _sliding_extrema(x, w)
-            bad = _moving_sum(np.isnan(x).astype(np.float64), w) > 0.5
-            r = hi_v - lo_v
-            r[bad] = np.nan
-            return r
-        mid_max, mid_min, mid_nan = self._block_extrema(lo + n - 1, lo + w)
-        head = self._x(lo, lo + n - 1)[::-1]  # suffixes of the head, as prefixes reversed
-        tail = self._x(lo + w, lo + w + n - 1)
-        nan_fill = np.full(1, np.nan)
-        head_max = np.concatenate((np.fmax.accumulate(head)[::-1], nan_fill))
-        head_min = np.concatenate((np.fmin.accumulate(head)[::-1], nan_fill))
-        head_nan = np.concatenate((np.logical_or.accumulate(np.isnan(head))[::-1], [False]))
-        tail_max = np.concatenate((nan_fill, np.fmax.accumulate(tail)))
-        tail_min = np.concatenate((nan_fill, np.fmin.accumulate(tail)))
-        tail_nan = np.concatenate(([False], np.logical_or.accumulate(np.isnan(tail))))
-        top = np.fmax(np.fmax(head_max, tail_max), mid_max)
-        bottom = np.fmin(np.fmin(head_min, tail_min), mid_min)
-        r = top - bottom
-        r[head_nan | tail_nan | mid_nan] = np.nan
-        return r
+        width = int(n.max()) if n.size else 0
+        out = np.full((rows.size, max(width, 1)), np.nan)
+        if width <= 0:
+            return out
+        m = self._m[rows]
+        long_ = np.flatnonzero((m >= n - 1) & (n > 0))
+        if long_.size:
+            lo_l, n_l, m_l = lo[long_], n[long_], m[long_]
+            width = int(n_l.max())  # these rows' own width (the others may be much wider)
+            inside = _columns(width) < n_l[:, None]
+            head_cols = _columns(max(width - 1, 1))
+            in_head = head_cols < (n_l - 1)[:, None]
+            # Head: slots lo .. lo + n − 2, suffix extrema (reversed accumulations).
+            head = self._buf[np.where(in_head, lo_l[:, None] + head_cols, lo_l[:, None])
+                             - self._base]
+            head_max = np.where(in_head, head, -np.inf)[:, ::-1]
+            head_min = np.where(in_head, head, np.inf)[:, ::-1]
+            head_max = np.maximum.accumulate(head_max, axis=1)[:, ::-1]
+            head_min = np.minimum.accumulate(head_min, axis=1)[:, ::-1]
+            # Tail: slots lo + m + 1 .. lo + m + n − 1, prefix extrema.
+            tail_at = (lo_l + m_l + 1)[:, None]
+            tail = self._buf[np.where(in_head, tail_at + head_cols, lo_l[:, None]) - self._base]
+            tail_max = np.maximum.accumulate(np.where(in_head, tail, -np.inf), axis=1)
+            tail_min = np.minimum.accumulate(np.where(in_head, tail, np.inf), axis=1)
+            mid_max, mid_min = self._span_extrema(lo_l + n_l - 1, lo_l + m_l + 1)
+            # Window c: head suffix from c, the middle, tail prefix up to c − 1.
+            inf = np.full((long_.size, 1), np.inf)
+            hm = np.concatenate((head_max, -inf), axis=1)[:, :width]
+            hn = np.concatenate((head_min, inf), axis=1)[:, :width]
+            tm = np.concatenate((-inf, tail_max), axis=1)[:, :width]
+            tn = np.concatenate((inf, tail_min), axis=1)[:, :width]
+            top = np.maximum(np.maximum(hm, tm), mid_max[:, None])
+            bottom = np.minimum(np.minimum(hn, tn), mid_min[:, None])
+            out[long_, :width] = np.where(inside, top - bottom, np.nan)
+        short = np.flatnonzero((m < n - 1) & (n > 0))
+        if short.size:
+            # Rows whose slots are near each other (a fold's new positions; the window's
+            # first block) share one doubling pass over the slots they cover.
+            short = short[np.argsort(lo[short], kind="stable")]
+            cut = np.flatnonzero(np.diff(lo[short]) > 4 * BLOCK) + 1
+            for cluster in np.split(short, cut):
+                self._short_ranges(out, cluster, lo, n, m)
+        return out
 
-    def _mtie_add(self, t: _TauState, lo: int, hi: int) -> None:
-        """Fold the ranges of window positions [lo, hi) into the block maxima."""
-        if hi <= lo:
+    def _short_ranges(self, out: FloatArray, short: IntArray, lo: IntArray, n: IntArray,
+                      m: IntArray) -> None:
+        """``_ranges`` for taus with m < n − 1 (m a power of two): extrema of 2^q-slot
+        spans by doubling over the slots the rows cover, O(slots · log m)."""
+        first = int(lo[short].min())
+        end = int((lo[short] + n[short] + m[short]).max())  # slots [first, end)
+        hi_v = lo_v = self._x(first, end)
+        span = 1
+        for r in short[np.argsort(m[short])]:
+            mr = int(m[r])
+            while span < mr:  # extrema of every 2·span-slot run
+                hi_v = np.maximum(hi_v[:-span], hi_v[span:])
+                lo_v = np.minimum(lo_v[:-span], lo_v[span:])
+                span *= 2
+            k = int(lo[r]) - first
+            cnt = int(n[r])
+            x_end = self._x(int(lo[r]) + mr, int(lo[r]) + mr + cnt)  # slot k + m
+            out[r, :cnt] = np.maximum(hi_v[k:k + cnt], x_end) - np.minimum(lo_v[k:k + cnt], x_end)
+        return out
+
+    def _ls_sums(self, lo: int, hi: int) -> FloatArray:
+        """n, Σt, Σx, Σt², Σtx over the gap-free slots [lo, hi)."""
+        x = self._x(lo, hi)
+        ok = np.isfinite(x)
+        t = np.arange(lo - self._epoch, hi - self._epoch, dtype=np.float64)[ok]
+        x = x[ok]
+        return np.array([t.size, t.sum(), x.sum(), np.dot(t, t), np.dot(t, x)])
+
+    def _mtie_fold(self, lo: IntArray, hi: IntArray, head_lo: int, head_hi: IntArray) -> None:
+        """Fold the ranges of window positions [lo, hi) of every tau into the block maxima,
+        and summarise the positions [head_lo, head_hi) of the window's first block, which
+        is partly evicted: its block maximum also holds positions that left the window."""
+        k = self._m.size
+        n = np.maximum(hi - lo, 0)
+        head_n = np.maximum(head_hi - head_lo, 0)
+        rows = np.flatnonzero(np.concatenate((n, head_n)) > 0)
+        self._head_best = np.full(k, -np.inf)
+        self._head_count = np.zeros(k, dtype=np.int64)
+        if not rows.size:
             return
-        r = self._ranges(t.m, lo, hi)
-        blocks = t.block_max.size
-        first_block = lo // MTIE_BLOCK
-        offsets = np.arange(lo, hi) // MTIE_BLOCK - first_block
-        starts = np.flatnonzero(np.r_[True, offsets[1:] != offsets[:-1]])
-        maxima = np.fmax.reduceat(r, starts)
-        valid = np.add.reduceat(np.isfinite(r).astype(np.int64), starts)
-        ring = (first_block + offsets[starts]) % blocks
-        t.block_max[ring] = np.fmax(t.block_max[ring], maxima)
-        t.block_valid[ring] += valid
+        starts_at = np.concatenate((lo, np.full(k, head_lo, dtype=np.int64)))[rows]
+        tau_rows = rows % k
+        r = self._ranges(tau_rows, starts_at, np.concatenate((n, head_n))[rows])
+        is_head = rows >= k
+        if is_head.any():
+            h = r[is_head]
+            ok = np.isfinite(h)
+            self._head_best[tau_rows[is_head]] = np.where(ok, h, -np.inf).max(axis=1)
+            self._head_count[tau_rows[is_head]] = ok.sum(axis=1)
+        new = ~is_head
+        if not new.any():
+            return
+        r, rows, first = r[new], tau_rows[new], starts_at[new]
+        width = r.shape[1]
+        block = (first[:, None] + _columns(width)) // BLOCK
+        key = rows[:, None] * (1 << 40) + block  # (row, block), distinct per segment
+        flat_key = key.ravel()
+        flat_r = r.ravel()
+        starts = np.flatnonzero(np.concatenate(([True], flat_key[1:] != flat_key[:-1])))
+        maxima = np.fmax.reduceat(flat_r, starts)
+        valid = np.add.reduceat(np.isfinite(flat_r).astype(np.int64), starts)
+        row_of = rows[starts // width]
+        ring = block.ravel()[starts] % self._blocks
+        self._mtie_max[row_of, ring] = np.fmax(self._mtie_max[row_of, ring], maxima)
+        self._mtie_valid[row_of, ring] += valid
 
-    def _mtie(self, t: _TauState) -> tuple[float | None, int]:
-        """MTIE over the window: the blocks' maxima, the first (partly evicted) block
-        recomputed from the phase."""
-        lo, hi = self._start, self._total - t.m  # positions of windows inside the window
-        if hi <= lo:
-            return None, 0
-        blocks = t.block_max.size
-        first_block, last_block = lo // MTIE_BLOCK, (hi - 1) // MTIE_BLOCK
-        head_end = min(hi, (first_block + 1) * MTIE_BLOCK)
-        head = self._ranges(t.m, lo, head_end)
-        head_ok = np.isfinite(head)
-        best = float(head[head_ok].max()) if head_ok.any() else -math.inf
-        count = int(head_ok.sum())
-        if last_block > first_block:
-            ring = np.arange(first_block + 1, last_block + 1) % blocks
-            maxima = t.block_max[ring]
-            if np.isfinite(maxima).any():
-                best = max(best, float(np.nanmax(maxima)))
-            count += int(t.block_valid[ring].sum())
-        return (best if count else None), count
+    def _mtie(self) -> tuple[FloatArray, IntArray]:
+        """MTIE over the window per tau (NaN when no window is gap-free) and the number
+        of gap-free windows: the block maxima, the first block's from the last fold."""
+        first = (self._start // BLOCK) % self._blocks
+        blocks = self._mtie_max.copy()
+        valid = self._mtie_valid.copy()
+        blocks[:, first] = self._head_best
+        valid[:, first] = self._head_count
+        count = valid.sum(axis=1)
+        best = np.fmax.reduce(blocks, axis=1)
+        best[count == 0] = np.nan
+        return best, count
 
     # -- folding in -----------------------------------------------------------------
 
@@ -363,35 +460,79 @@ class StreamingStability:
         self._buf[a - self._base:b - self._base] = new
         self._total = b
         self._summarise_blocks(a, b)
-        for t in self._taus:
-            m = t.m
-            # Terms leaving: those starting in [start_old, start_new) that were complete.
-            s, n = self._adev_terms(m, start_old, min(start_new, a - 2 * m))
-            t.adev_sum -= s
-            t.adev_n -= n
-            self._mdev_remove(t, start_old, min(start_new, a - 3 * m + 1), a - 3 * m)
-            # Terms completed by the new slots.
-            s, n = self._adev_terms(m, max(start_new, a - 2 * m), b - 2 * m)
-            t.adev_sum += s
-            t.adev_n += n
-            self._mdev_add(t, max(start_new, a - 3 * m + 1), b - 3 * m + 1)
-            # MTIE: clear blocks that left the window entirely, then add new positions.
-            blocks = t.block_max.size
-            for block in range(start_old // MTIE_BLOCK, start_new // MTIE_BLOCK):
-                t.block_max[block % blocks] = np.nan
-                t.block_valid[block % blocks] = 0
-            self._mtie_add(t, max(start_new, a - m), b - m)
+        self._ls += self._ls_sums(a, b)
+        if start_new > start_old:
+            self._ls -= self._ls_sums(start_old, start_new)
+        m = self._m
+        k = m.size
+        # OADEV: terms leaving (starting in [start_old, start_new) and complete) and terms
+        # completed by the new slots, in one pass.
+        leave_hi = np.minimum(start_new, a - 2 * m)
+        add_lo = np.maximum(start_new, a - 2 * m)
+        sums, counts = self._adev_fold(
+            np.concatenate((np.full(k, start_old, dtype=np.int64), add_lo)),
+            np.concatenate((np.maximum(leave_hi, start_old), np.maximum(b - 2 * m, add_lo))),
+            np.concatenate((np.arange(k), np.arange(k))))
+        self._adev_sum += sums[k:] - sums[:k]
+        self._adev_n += counts[k:] - counts[:k]
+        # MDEV.
+        self._mdev_fold(np.full(k, start_old, dtype=np.int64),
+                        np.minimum(start_new, a - 3 * m + 1), a - 3 * m,
+                        np.maximum(start_new, a - 3 * m + 1), b - 3 * m + 1)
+        # MTIE: clear blocks that left the window entirely, then add new positions.
+        gone = np.arange(start_old // BLOCK, start_new // BLOCK) % self._blocks
+        self._mtie_max[:, gone] = np.nan
+        self._mtie_valid[:, gone] = 0
+        head_end = np.minimum(b - m, (start_new // BLOCK + 1) * BLOCK)
+        self._mtie_fold(np.maximum(start_new, a - m), b - m, start_new, head_end)
 
     def _recompute(self) -> None:
-        """All sums from the buffer, from scratch (bounds rounding error)."""
+        """ADEV, MDEV and least-squares sums from the buffer, from scratch (bounds rounding
+        error): contiguous slices per tau, no index arrays."""
         start, b = self._start, self._total
-        for t in self._taus:
-            m = t.m
-            t.adev_sum, t.adev_n = self._adev_terms(m, start, b - 2 * m)
-            t.mdev_sum, t.mdev_n = 0.0, 0
-            t.inner_new = t.inner_old = None
-            self._mdev_add(t, start, b - 3 * m + 1)
+        self._epoch = start
+        self._ls = self._ls_sums(start, b)
+        x = self._x(start, b)
+        self._new_j[:] = NONE
+        self._old_j[:] = NONE
+        for row, m in enumerate(self.ms):
+            d2 = x[2 * m:] - 2.0 * x[m:x.size - m] + x[:x.size - 2 * m]
+            ok = np.isfinite(d2)
+            v = d2[ok]
+            self._adev_sum[row], self._adev_n[row] = float(np.dot(v, v)), int(v.size)
+            terms = d2.size - m + 1  # MDEV terms j = start .. b − 3m
+            if terms <= 0:
+                self._mdev_sum[row], self._mdev_n[row] = 0.0, 0
+                continue
+            # Inner sums as differences of a running sum of second differences (of noise
+            # size, so no precision is lost), NaN counts likewise.
+            run = np.concatenate(([0.0], np.cumsum(np.where(ok, d2, 0.0))))
+            bad = np.concatenate(([0], np.cumsum(~ok)))
+            inner = run[m:m + terms] - run[:terms]
+            inner_bad = bad[m:m + terms] - bad[:terms]
+            good = inner[inner_bad == 0]
+            self._mdev_sum[row], self._mdev_n[row] = float(np.dot(good, good)), int(good.size)
+            self._new_j[row] = start + terms - 1
+            self._new_s[row], self._new_bad[row] = inner[-1], inner_bad[-1]
+            self._old_j[row] = start
+            self._old_s[row], self._old_bad[row] = inner[0], inner_bad[0]
         self._since_recompute = 0
+
+    def _load(self, new: FloatArray) -> None:
+        """Take many slots at once (a restart's history, a long outage): keep the last
+        window of them and compute every statistic from scratch."""
+        keep = np.concatenate((self._x(self._start, self._total), new))[-self.window:]
+        self._total += new.size
+        self._base = self._total - keep.size
+        self._buf[:keep.size] = keep
+        self._summarise_blocks(self._base, self._total)
+        self._mtie_max[:] = np.nan
+        self._mtie_valid[:] = 0
+        start = self._start
+        head_end = np.minimum(self._total - self._m, (start // BLOCK + 1) * BLOCK)
+        self._mtie_fold(np.full(self._m.size, start, dtype=np.int64), self._total - self._m,
+                        start, head_end)
+        self._recompute()
 
     def update(self) -> None:
         """Fold the appended slots in (numpy batch work: call off the event loop)."""
@@ -399,6 +540,9 @@ class StreamingStability:
             return
         pending, self._pending = self._pending, []
         new = np.asarray(pending, dtype=np.float64) - (self._reference or 0.0)
+        if new.size >= self.window // 2:
+            self._load(new)
+            return
         for lo in range(0, new.size, self._spare):
             self._fold(new[lo:lo + self._spare])
         self._since_recompute += new.size
@@ -409,30 +553,28 @@ class StreamingStability:
 
     def points(self) -> list[StabilityPoint]:
         self.update()
+        mtie, mtie_n = self._mtie()
         out = []
-        for t in self._taus:
-            m, tau = t.m, t.m * self.tau0
+        for row, m in enumerate(self.ms):
+            tau = m * self.tau0
             adev = mdev = tdev = None
-            if t.adev_n >= MIN_TERMS:
-                adev = math.sqrt(max(t.adev_sum, 0.0) / (2.0 * t.adev_n)) / tau
-            if t.mdev_n >= MIN_TERMS:
-                mdev = math.sqrt(max(t.mdev_sum, 0.0) / (2.0 * t.mdev_n)) / (m * tau)
+            adev_n, mdev_n = int(self._adev_n[row]), int(self._mdev_n[row])
+            if adev_n >= MIN_TERMS:
+                adev = math.sqrt(max(float(self._adev_sum[row]), 0.0) / (2.0 * adev_n)) / tau
+            if mdev_n >= MIN_TERMS:
+                mdev = (math.sqrt(max(float(self._mdev_sum[row]), 0.0) / (2.0 * mdev_n))
+                        / (m * tau))
                 tdev = tau / math.sqrt(3.0) * mdev
-            mtie, mtie_n = self._mtie(t)
-            if mtie_n < MIN_TERMS:
-                mtie = None
-            out.append(StabilityPoint(tau, m, adev, t.adev_n, mdev, tdev, t.mdev_n, mtie,
-                                      mtie_n))
+            n = int(mtie_n[row])
+            value = float(mtie[row]) if n >= MIN_TERMS else None
+            out.append(StabilityPoint(tau, m, adev, adev_n, mdev, tdev, mdev_n, value, n))
         return out
 
     def frequency_offset(self) -> float | None:
         """Least-squares slope of phase over the window (fractional frequency, s/s)."""
-        x = self.phase_window()
-        ok = np.isfinite(x)
-        if ok.sum() < 3:
+        self.update()
+        n, st, sx, stt, stx = (float(v) for v in self._ls)
+        if n < 3:
             return None
-        t = np.arange(x.size, dtype=np.float64)[ok] * self.tau0
-        y = x[ok]
-        t -= t.mean()
-        denom = float(np.dot(t, t))
-        return float(np.dot(t, y - y.mean()) / denom) if denom > 0 else None
+        denom = n * stt - st * st
+        return (n * stx - st * sx) / denom / self.tau0 if denom > 0 else None

@@ -5,7 +5,10 @@
 Starts ``python -m timemon.simulator --count N`` (one process, N responders on
 consecutive ports) and ``timemon agent`` (a subprocess, lab interval, a store in
 a temporary directory), waits until every source has a sample, then measures
-for ``--seconds`` while a client scrapes ``/metrics`` once a second.
+for ``--seconds`` while a client scrapes ``/metrics`` once a second.  Measuring
+starts ``--settle`` seconds after the agent (default 40 s): a young stability window
+folds every few seconds so that its first values come quickly, a start-up cost that
+the first half minute would otherwise show as if it were the steady state.
 
 Printed:
   * agent CPU as % of one core: utime + stime of all its threads from
@@ -167,6 +170,9 @@ def main() -> None:
                         help="run the agent without a store (isolates the store's cost)")
     parser.add_argument("--scrape-every", type=float, default=1.0,
                         help="seconds between scrapes (large: isolates the scrape's cost)")
+    parser.add_argument("--settle", type=float, default=40.0,
+                        help="seconds from the agent's start before measuring: past the "
+                             "young-window fold cadence (timemon.live.YOUNG_WINDOW samples)")
     parser.add_argument("--profile", metavar="FILE",
                         help="record the agent with py-spy (collapsed stacks) during the run")
     args = parser.parse_args()
@@ -203,11 +209,11 @@ def main() -> None:
                     break
                 time.sleep(0.5)
             warmup = time.monotonic() - started
-            time.sleep(2 * args.interval)
+            time.sleep(max(2 * args.interval, started + args.settle - time.monotonic()))
             if args.profile:
                 spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "-p",
                                         str(agent.pid), "-f", "raw", "-o", args.profile,
-                                        "-d", str(int(args.seconds)), "-r", "50", "--nonblocking"],
+                                        "-d", str(int(args.seconds)), "-r", "50", "--nonblocking", "--gil"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             window_start_ns = time.clock_gettime_ns(time.CLOCK_REALTIME)
             cpu0, wall0 = cpu_seconds(agent.pid), time.monotonic()

@@ -49,17 +49,17 @@ class ClockFilter:
         """The minimum-delay entry, with dispersions aged to ``now_ns``."""
         if not self._entries:
             raise ValueError("empty clock filter")
-        aged = [
-            (e.delay, min(e.dispersion + PHI * (now_ns - e.t_ns) / 1e9, MAX_DISPERSION), e)
-            for e in self._entries
-        ]
-        aged.sort(key=lambda item: item[0])
-        best = aged[0][2]
-        # epsilon = sum(eps_i / 2^(i+1)) over the delay-sorted stages
-        dispersion = sum(disp / (2 ** (i + 1)) for i, (_d, disp, _e) in enumerate(aged))
-        if len(aged) > 1:
-            squares = sum((e.offset - best.offset) ** 2 for _d, _disp, e in aged[1:])
-            jitter = math.sqrt(squares / (len(aged) - 1))
-        else:
-            jitter = 0.0
+        # By delay; equal delays keep their arrival order (the index breaks the tie).
+        by_delay = sorted((e.delay, i, e) for i, e in enumerate(self._entries))
+        best = by_delay[0][2]
+        # epsilon = sum(eps_i / 2^(i+1)) over the delay-sorted stages, eps_i aged by PHI
+        dispersion = 0.0
+        weight = 0.5
+        squares = 0.0
+        for _delay, _i, e in by_delay:
+            aged = e.dispersion + PHI * (now_ns - e.t_ns) / 1e9
+            dispersion += (aged if aged < MAX_DISPERSION else MAX_DISPERSION) * weight
+            weight *= 0.5
+            squares += (e.offset - best.offset) ** 2
+        jitter = math.sqrt(squares / (len(by_delay) - 1)) if len(by_delay) > 1 else 0.0
         return FilterPick(best.offset, best.delay, dispersion, jitter, best.t_ns)

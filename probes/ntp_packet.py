@@ -7,6 +7,7 @@ a typed ``NtpReplyError`` whose ``reason`` is the label value exported in
 
 from __future__ import annotations
 
+import functools
 import secrets
 import struct
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ class ServerReply:
         return ntplib.leap_to_text(self.leap)
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every accepted sample (the store's notes)
 def refid_text(refid: bytes, stratum: int) -> str:
     """A kiss or reference-clock code at stratum 0-1 when printable, else a dotted quad
     (an IPv4 address, or the hash of an IPv6 one; chrony's local clock is 127.127.1.1)."""

@@ -32,6 +32,7 @@ SOF_TIMESTAMPING_OPT_TSONLY = 1 << 11
 
 # <bits/socket.h>
 MSG_ERRQUEUE = 0x2000
+_ERRQUEUE_NOWAIT = MSG_ERRQUEUE | int(socket.MSG_DONTWAIT)  # a plain int: IntFlag's | is slow
 
 _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_nsec
 _ANCILLARY_SIZE = 512
@@ -104,8 +105,7 @@ def read_tx_stamp(sock: socket.socket) -> int | None:
     while True:
         try:
             _data, ancdata, _flags, _addr = sock.recvmsg(
-                64, _ANCILLARY_SIZE, MSG_ERRQUEUE | socket.MSG_DONTWAIT
-            )
+                64, _ANCILLARY_SIZE, _ERRQUEUE_NOWAIT)
         except (BlockingIOError, InterruptedError):
             return stamp
         except OSError:

@@ -68,6 +68,45 @@ def test_streaming_equals_batch_before_the_window_is_full() -> None:
     assert_matches_batch(stream, x)
 
 
+def least_squares_slope(x: np.ndarray, tau0: float) -> float:
+    ok = np.isfinite(x)
+    return float(np.polyfit(np.arange(x.size)[ok] * tau0, x[ok], 1)[0])
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_streaming_equals_batch_for_random_windows_batches_and_gaps(seed: int) -> None:
+    """Random window sizes (block-aligned or not, taus capped or not), random fold sizes
+    (single slots to more than a window) and random gaps, checked against the batch
+    functions and a least-squares fit at random moments and at the end."""
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for trial in range(25):
+        window = int(rng.choice([4, 17, 64, 65, 200, 700, 1024, 3000]))
+        n = int(rng.integers(window // 2, 3 * window + 50))
+        gaps = [int(g) for g in rng.choice(n, size=min(n, int(rng.integers(0, 10))),
+                                           replace=False)]
+        if rng.random() < 0.3:  # a long outage
+            s = int(rng.integers(0, n))
+            gaps += range(s, min(n, s + int(rng.integers(1, 200))))
+        x = random_walk_phase(n, seed=1000 * seed + trial, gaps=tuple(gaps))
+        x += np.arange(n) * float(rng.normal(0.0, 1e-7))  # a frequency offset
+        stream = StreamingStability(tau0=2.0, window=window,
+                                    max_m=None if rng.random() < 0.7 else int(rng.integers(1, 50)))
+        i = 0
+        while i < n:
+            for v in x[i:i + int(rng.choice([1, 2, 7, 64, 65, 300, 5000]))]:
+                stream.append(float(v))
+                i += 1
+            if rng.random() < 0.8:
+                stream.update()
+            seen = x[:i][-window:]
+            if (rng.random() < 0.1 or i == n) and np.isfinite(seen).sum() >= 3:
+                checked += assert_matches_batch(stream, seen)
+                assert stream.frequency_offset() == pytest.approx(
+                    least_squares_slope(seen, 2.0), rel=1e-8, abs=1e-15)
+    assert checked > 200
+
+
 def test_running_sums_do_not_drift_over_many_windows() -> None:
     # 40 window lengths of data through a small window, with a large phase offset:
     # the periodic recomputation keeps the running sums exact.

@@ -228,8 +228,8 @@ def test_agent_serves_tls_from_the_config_and_rejects_a_bad_file(
     assert len(result.stderr.strip().splitlines()) == 1 and "bcrypt" in result.stderr
 
 
-def test_render_text_equals_prometheus_client(responders) -> None:
-    """/metrics is rendered by ``http_server.render_text`` (cheaper at 1,000 sources):
+def test_render_metrics_equals_prometheus_client(responders) -> None:
+    """/metrics is rendered by ``http_server.render_metrics`` (cheaper at 1,000 sources):
     it must write exactly what prometheus_client's own ``generate_latest`` writes, for
     real sources with statistics, info and counter families."""
     import asyncio
@@ -239,7 +239,7 @@ def test_render_text_equals_prometheus_client(responders) -> None:
 
     from timemon.address import HostPort
     from timemon.exporter import make_registry
-    from timemon.http_server import render_text
+    from timemon.http_server import render_metrics
     from timemon.live import LiveSeries
     from timemon.simulator import ResponderClock
     from timemon.source import Sample
@@ -250,7 +250,7 @@ def test_render_text_equals_prometheus_client(responders) -> None:
     for name in ("plain", "b.c:d@e/f-g"):  # every character a source name may hold
         src = NtpSource(name, HostPort("127.0.0.1", r.port), interval=1.0, lab=True,
                         timeout=0.5)
-        src.live = LiveSeries(1.0, 1024, None, ())
+        src.live = LiveSeries(1.0, 1024, None, ("G.8272-PRTC-A",) if "@" in name else ())
         asyncio.run(src.poll_once())
         t0 = 1_800_000_000 * 10**9
         for k in range(300):
@@ -260,7 +260,9 @@ def test_render_text_equals_prometheus_client(responders) -> None:
         sources.append(src)
     state.sources = tuple(sources)
     state.start_time = 1.5e9
-    registry = make_registry(state)
-    mine, theirs = render_text(registry), generate_latest(registry)
+    mine, theirs = render_metrics(state), generate_latest(make_registry(state))
     assert b"timemon_allan_deviation{" in mine and b"timemon_ntp_server_info{" in mine
+    assert b"timemon_mask_violation{" in mine and b"timemon_mask_limit_seconds{" in mine
     assert mine == theirs
+    # A second scrape reuses the rendered statistics (same result): still the same bytes.
+    assert render_metrics(state) == theirs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
 
@@ -18,7 +19,7 @@ class HostPort:
     host: str
     port: int
 
-    @property
+    @cached_property  # asked before every NTP poll
     def is_literal(self) -> bool:
         try:
             ipaddress.ip_address(self.host)

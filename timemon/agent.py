@@ -78,11 +78,11 @@ class Agent:
                                      sc.options.get("masks", ()))
             if self.store is not None:
                 # The window's worth of history: statistics continue across a restart.
+                # Read and replayed off the loop (16,384 samples take a while); the source
+                # is not published yet, so no other thread touches its LiveSeries.
                 recent = await asyncio.get_running_loop().run_in_executor(
-                    None, self.store.load_recent, sc.name, sc.kind, window)
+                    None, _replay_history, self.store, source, window)
                 source.restore(recent)
-                for sample in recent:
-                    source.live.add(sample)
         task = asyncio.create_task(self._supervise(source), name=f"source:{sc.name}")
         self.sources[sc.name] = (sc, source, task)
         self._publish()
@@ -201,3 +201,12 @@ class Agent:
             self._stats_executor.shutdown(wait=True)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+
+def _replay_history(store: SampleStore, source: Source, window: int) -> list[Sample]:
+    """The last ``window`` stored samples of ``source``, fed to its live statistics."""
+    recent = store.load_recent(source.name, source.kind, window)
+    assert source.live is not None
+    for sample in recent:
+        source.live.add(sample)
+    return recent

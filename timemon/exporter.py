@@ -34,32 +34,38 @@ class AgentState:
         self.crosscheck: Any = None  # timemon.crosscheck.CrossCheck, set by its task
 
 
+def collect_families(state: AgentState) -> Families:
+    """Every family the agent exports, from what the sources and the store hold now."""
+    out = Families()
+    out.info("timemon_build", "Version of the timemon agent.", (), (),
+             {"version": __version__, "python": platform.python_version()})
+    out.counter("timemon_store_errors", "Failed writes to the sample store (retried).",
+                (), (), state.store_errors())
+    out.gauge("timemon_store_backlog_samples",
+              "Accepted samples waiting in memory for the store.", (), (),
+              state.store_backlog())
+    out.gauge("timemon_event_loop_lag_seconds",
+              "How late the agent's event loop ran a timer at its last check.", (), (),
+              state.event_loop_lag)
+    if state.start_time:
+        out.gauge("timemon_start_time_seconds", "Unix time the agent started.", (), (),
+                  state.start_time)
+    if state.chain_collector is not None:
+        state.chain_collector(out)
+    for source in list(state.sources):
+        source.collect(out)
+    collect_crosscheck(out, state.crosscheck)
+    return out
+
+
 class TimemonCollector(Collector):
+    """The same families for a prometheus_client registry (``generate_latest``)."""
+
     def __init__(self, state: AgentState) -> None:
         self.state = state
 
     def collect(self) -> Iterable[Metric]:
-        out = Families()
-        state = self.state
-        out.info("timemon_build", "Version of the timemon agent.", (), (),
-                 {"version": __version__, "python": platform.python_version()})
-        out.counter("timemon_store_errors", "Failed writes to the sample store (retried).",
-                    (), (), state.store_errors())
-        out.gauge("timemon_store_backlog_samples",
-                  "Accepted samples waiting in memory for the store.", (), (),
-                  state.store_backlog())
-        out.gauge("timemon_event_loop_lag_seconds",
-                  "How late the agent's event loop ran a timer at its last check.", (), (),
-                  state.event_loop_lag)
-        if state.start_time:
-            out.gauge("timemon_start_time_seconds", "Unix time the agent started.", (), (),
-                      state.start_time)
-        if state.chain_collector is not None:
-            state.chain_collector(out)
-        for source in list(state.sources):
-            source.collect(out)
-        collect_crosscheck(out, state.crosscheck)
-        yield from out
+        yield from collect_families(self.state)
 
 
 def make_registry(state: AgentState) -> CollectorRegistry:

@@ -1,47 +1,143 @@
-"""A per-scrape builder of Prometheus metric families.
+"""A per-scrape builder of Prometheus metric families, rendered straight to text.
 
 Each source adds its samples by family name; families with the same name from
 several sources are merged into one, which Prometheus requires.  Built fresh
 on every scrape from snapshots, so nothing here is shared between threads.
+
+At 1,000 sources a scrape holds ~50,000 series, so the cost per series matters:
+a sample is kept as a plain tuple (label names, label values, value) and written
+by ``render`` with the label text formatted once per distinct label set.  Parts
+that change rarely (a source's live statistics change once per fold, not per
+scrape) are built once as a ``Fragment`` and merged as pre-rendered text.
+Iterating a ``Families`` still gives prometheus_client ``Metric`` objects, for
+``generate_latest`` and the tests; ``render`` writes the same bytes
+(tests/test_web_config.py compares them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterator, Sequence
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
-from prometheus_client.samples import Sample as PromSample
+from prometheus_client.core import Metric
 
 SOURCE_LABELS = ("source", "kind")
+
+# (label names, label values, value); names and values in the same order.
+Entry = tuple[tuple[str, ...], tuple[str, ...], float]
+
+_SUFFIX = {"gauge": "", "counter": "_total", "info": "_info"}
+_EXPOSED_TYPE = {"gauge": "gauge", "counter": "counter", "info": "gauge"}
+
+# Label text by (names, values): the same (kind, source) pair recurs in ~40 families per
+# source and in every scrape.  Bounded: cleared when it grows past _LABEL_CACHE_MAX.
+_label_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+_LABEL_CACHE_MAX = 200_000
+
+
+def _escape_value(v: str) -> str:
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def label_text(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """``{a="x",b="y"}`` sorted by label name, as prometheus_client writes it."""
+    key = (names, values)
+    text = _label_cache.get(key)
+    if text is None:
+        if not names:
+            return ""
+        if len(_label_cache) >= _LABEL_CACHE_MAX:
+            _label_cache.clear()
+        text = _label_cache[key] = "{" + ",".join(
+            f'{k}="{_escape_value(v)}"' for k, v in sorted(zip(names, values, strict=True))
+        ) + "}"
+    return text
+
+
+def format_value(d: float) -> str:
+    """A sample value as Go writes it (prometheus_client's floatToGoString)."""
+    d = float(d)
+    if d != d:
+        return "NaN"
+    if d == math.inf:
+        return "+Inf"
+    if d == -math.inf:
+        return "-Inf"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:  # Go switches to an exponent sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return s
+
+
+class _Chunk:
+    """Entries of a family rendered once (part of a ``Fragment``)."""
+
+    __slots__ = ("entries", "text")
+
+    def __init__(self, entries: list[Entry], text: str) -> None:
+        self.entries = entries
+        self.text = text
+
+
+class _Family:
+    __slots__ = ("name", "doc", "type", "labels", "entries")
+
+    def __init__(self, name: str, doc: str, mtype: str, labels: Sequence[str]) -> None:
+        self.name = name
+        self.doc = doc
+        self.type = mtype
+        self.labels = tuple(labels)
+        self.entries: list[Entry | _Chunk] = []
+
+    def render_samples(self, out: list[str]) -> None:
+        sample_name = self.name + _SUFFIX[self.type]
+        for e in self.entries:
+            if e.__class__ is _Chunk:
+                out.append(e.text)  # type: ignore[union-attr]
+            else:
+                names, values, value = e  # type: ignore[misc]
+                out.append(f"{sample_name}{label_text(names, values)} {format_value(value)}\n")
+
+    def header(self) -> str:
+        exposed = self.name + _SUFFIX[self.type]
+        doc = self.doc.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {exposed} {doc}\n# TYPE {exposed} {_EXPOSED_TYPE[self.type]}\n"
+
+    def metric(self) -> Metric:
+        """As a prometheus_client Metric (what its Gauge/Counter/InfoMetricFamily build)."""
+        metric = Metric(self.name, self.doc, self.type)
+        sample_name = self.name + _SUFFIX[self.type]
+        for e in self.entries:
+            for names, values, value in (e.entries if e.__class__ is _Chunk  # type: ignore[union-attr]
+                                         else (e,)):
+                metric.add_sample(sample_name, dict(zip(names, values, strict=True)), value)
+        return metric
 
 
 class Families:
     def __init__(self) -> None:
-        self._families: dict[str, Metric] = {}
+        self._families: dict[str, _Family] = {}
+
+    def _family(self, name: str, doc: str, mtype: str, labels: Sequence[str]) -> _Family:
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = _Family(name, doc, mtype, labels)
+        return family
 
     def gauge(
         self, name: str, doc: str, labels: Sequence[str], values: Sequence[str], value: float
     ) -> None:
-        family = self._families.get(name)
-        if family is None:
-            family = GaugeMetricFamily(name, doc, labels=list(labels))
-            self._families[name] = family
-        family.add_metric(list(values), value)
+        family = self._families.get(name) or self._family(name, doc, "gauge", labels)
+        family.entries.append((family.labels, tuple(values), value))
 
     def counter(
         self, name: str, doc: str, labels: Sequence[str], values: Sequence[str], value: float
     ) -> None:
-        """``name`` without the ``_total`` suffix; the client library appends it."""
-        family = self._families.get(name)
-        if family is None:
-            family = CounterMetricFamily(name, doc, labels=list(labels))
-            self._families[name] = family
-        family.add_metric(list(values), value)
+        """``name`` without the ``_total`` suffix, which is appended as the client library does."""
+        family = self._families.get(name) or self._family(name, doc, "counter", labels)
+        family.entries.append((family.labels, tuple(values), value))
 
     def info(
         self,
@@ -52,29 +148,50 @@ class Families:
         info: dict[str, str],
     ) -> None:
         """``name`` without the ``_info`` suffix."""
-        family = self._families.get(name)
-        if family is None:
-            family = InfoMetricFamily(name, doc, labels=list(labels))
-            self._families[name] = family
-        family.add_metric(list(values), info)
+        family = self._families.get(name) or self._family(name, doc, "info", labels)
+        family.entries.append(((*family.labels, *info), (*values, *info.values()), 1.0))
 
     def gauge_with(self, name: str, doc: str, labels: dict[str, str], value: float) -> None:
         """A gauge sample whose label set may be wider than the family's (e.g. GNSS's
         ``quality`` on ``timemon_offset_seconds``); the exposition format allows it."""
-        family = self._families.get(name)
-        if family is None:
-            family = GaugeMetricFamily(name, doc, labels=list(labels))
-            self._families[name] = family
-        family.samples.append(PromSample(name, dict(labels), value))
+        family = self._families.get(name) or self._family(name, doc, "gauge", labels)
+        family.entries.append((tuple(labels), tuple(labels.values()), value))
 
     def declare_gauge(self, name: str, doc: str, labels: Sequence[str]) -> None:
         """Make a family appear (with HELP/TYPE) even when it has no samples yet."""
-        if name not in self._families:
-            self._families[name] = GaugeMetricFamily(name, doc, labels=list(labels))
+        self._family(name, doc, "gauge", labels)
 
     def declare_counter(self, name: str, doc: str, labels: Sequence[str]) -> None:
-        if name not in self._families:
-            self._families[name] = CounterMetricFamily(name, doc, labels=list(labels))
+        self._family(name, doc, "counter", labels)
 
-    def __iter__(self) -> Iterable[Metric]:
-        return iter(self._families.values())
+    def merge(self, fragment: Fragment) -> None:
+        """Add a fragment's families, as pre-rendered text."""
+        for family, chunk in fragment.parts:
+            target = self._family(family.name, family.doc, family.type, family.labels)
+            if chunk.entries:
+                target.entries.append(chunk)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition format (0.0.4) of every family."""
+        out: list[str] = []
+        for family in self._families.values():
+            out.append(family.header())
+            family.render_samples(out)
+        return "".join(out).encode("utf-8")
+
+    def __iter__(self) -> Iterator[Metric]:
+        return (family.metric() for family in self._families.values())
+
+
+class Fragment:
+    """Families built once and merged into many scrapes as pre-rendered text."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, families: Families) -> None:
+        self.parts: list[tuple[_Family, _Chunk]] = []
+        for family in families._families.values():
+            text: list[str] = []
+            family.render_samples(text)
+            entries = [e for e in family.entries if e.__class__ is not _Chunk]
+            self.parts.append((family, _Chunk(entries, "".join(text))))  # type: ignore[arg-type]

@@ -17,7 +17,6 @@ gaps (NaN) — later samples are never shifted by a lost one.
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -80,6 +79,12 @@ def mask_verdicts(points: tuple[StabilityPoint, ...], masks: tuple[str, ...]
     return tuple(verdicts), tuple(limits)
 
 
+def _median_sorted(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
 def tau_label(tau: float) -> str:
     """Tau written the shortest way: "1", "16", "0.5" (DESIGN.md)."""
     if float(tau).is_integer():
@@ -122,23 +127,25 @@ class LiveSeries:
             self._place(s)
         self._place(sample)
 
-    def _threshold(self) -> float | None:
+    def _level(self) -> tuple[float, float] | None:
+        """(median, step threshold) of the recent offsets, or None while there are few."""
         if len(self._history) < 8:
             return None
-        median = statistics.median(self._history)
-        mad = statistics.median(abs(v - median) for v in self._history)
-        return max(MIN_STEP, STEP_SIGMAS * 1.4826 * mad)
+        ordered = sorted(self._history)
+        median = _median_sorted(ordered)
+        mad = _median_sorted(sorted(abs(v - median) for v in ordered))
+        return median, max(MIN_STEP, STEP_SIGMAS * 1.4826 * mad)
 
     def _is_step_candidate(self, offset: float) -> bool:
-        threshold = self._threshold()
-        if threshold is None:
+        level = self._level()
+        if level is None:
             return False
-        return abs(offset - statistics.median(self._history)) > threshold
+        return abs(offset - level[0]) > level[1]
 
     def _candidates_agree(self) -> bool:
-        threshold = self._threshold() or MIN_STEP
+        level = self._level()
+        median, threshold = level if level is not None else (0.0, MIN_STEP)
         offsets = [s.offset for s in self._candidates]
-        median = statistics.median(self._history)
         same_side = all(o > median for o in offsets) or all(o < median for o in offsets)
         return same_side and max(offsets) - min(offsets) < threshold
 

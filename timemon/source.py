@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from timemon.families import SOURCE_LABELS, Families
+from timemon.families import SOURCE_LABELS, Families, Fragment
 
 if TYPE_CHECKING:
-    from timemon.live import LiveSeries
+    from timemon.live import LiveResult, LiveSeries
 
 log = logging.getLogger("timemon.source")
-
-RECENT_SAMPLES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +79,8 @@ class Source:
         self.root_distance: float | None = None
         self.probe_duration: float | None = None
         self.last_error: str = ""
-        self.recent: deque[Sample] = deque(maxlen=RECENT_SAMPLES)
         self.live: LiveSeries | None = None  # set by the agent for reference sources
+        self._live_fragment: tuple[LiveResult, Fragment] | None = None
         self._logged_reasons: set[str] = set()
 
     # -- what probes call -------------------------------------------------
@@ -91,7 +89,6 @@ class Source:
         """Keep an accepted raw sample and hand it to the store and statistics."""
         self.samples_total += 1
         self.last_sample_ns = sample.t_ns
-        self.recent.append(sample)
         self.sink(self, sample)
 
     def clear_estimate(self) -> None:
@@ -116,9 +113,8 @@ class Source:
         self.up = up
 
     def restore(self, samples: list[Sample]) -> None:
-        """Refill the recent series from the store after a restart."""
-        for sample in samples:
-            self.recent.append(sample)
+        """Continue after a restart from the samples the store kept (the agent also
+        feeds them to the live statistics)."""
         if samples:
             self.last_sample_ns = samples[-1].t_ns
 
@@ -213,45 +209,58 @@ class Source:
             self._collect_live(out, lv)
 
     def _collect_live(self, out: Families, lv: tuple[str, str]) -> None:
-        from timemon.live import tau_label
-
         live = self.live
         assert live is not None
-        result = live.result  # one immutable snapshot, published by the statistics thread
         out.counter("timemon_offset_steps", "Offset steps (a stepped clock) that restarted the "
                     "stability window.", SOURCE_LABELS, lv, live.steps)
-        if result.frequency_offset is not None:
-            out.gauge("timemon_frequency_offset_ratio",
-                      "Fractional frequency offset of the local clock against the reference "
-                      "(least-squares slope of the offset over the stability window).",
-                      SOURCE_LABELS, lv, result.frequency_offset)
-        labels = (*SOURCE_LABELS, "tau")
-        families = (
-            ("timemon_allan_deviation", "adev",
-             "Overlapping Allan deviation at tau seconds (dimensionless)."),
-            ("timemon_modified_allan_deviation", "mdev",
-             "Modified Allan deviation at tau seconds (dimensionless)."),
-            ("timemon_time_deviation_seconds", "tdev", "Time deviation TDEV at tau seconds."),
-            ("timemon_mtie_seconds", "mtie",
-             "Maximum time interval error over the stability window at tau seconds."),
-        )
-        for name, _attr, doc in families:
-            out.declare_gauge(name, doc, labels)
-        mask_labels = (*SOURCE_LABELS, "mask", "statistic")
-        for mask, statistic, violated in result.mask_violations:
-            out.gauge("timemon_mask_violation",
-                      "1 when the live MTIE or TDEV exceeds the ITU-T mask at any exported tau.",
-                      mask_labels, (*lv, mask, statistic), 1.0 if violated else 0.0)
-        for mask, statistic, tau_s, limit in result.mask_limits:
-            out.gauge("timemon_mask_limit_seconds",
-                      "The configured ITU-T mask's MTIE or TDEV limit at tau seconds.",
-                      (*mask_labels, "tau"), (*lv, mask, statistic, tau_label(tau_s)), limit)
-        for point in result.points:
-            tau = tau_label(point.tau)
-            for name, attr, doc in families:
-                value = getattr(point, attr)
-                if value is not None:
-                    out.gauge(name, doc, labels, (*lv, tau), value)
+        result = live.result  # one immutable snapshot, published by the statistics thread
+        cached = self._live_fragment
+        if cached is None or cached[0] is not result:
+            # The statistics change once per fold, not per scrape: render them once.
+            cached = self._live_fragment = (result, Fragment(_live_families(result, lv)))
+        out.merge(cached[1])
+
+
+_STABILITY_FAMILIES = (
+    ("timemon_allan_deviation", "adev",
+     "Overlapping Allan deviation at tau seconds (dimensionless)."),
+    ("timemon_modified_allan_deviation", "mdev",
+     "Modified Allan deviation at tau seconds (dimensionless)."),
+    ("timemon_time_deviation_seconds", "tdev", "Time deviation TDEV at tau seconds."),
+    ("timemon_mtie_seconds", "mtie",
+     "Maximum time interval error over the stability window at tau seconds."),
+)
+
+
+def _live_families(result: LiveResult, lv: tuple[str, str]) -> Families:
+    """The live statistics of one source: frequency offset, stability, masks."""
+    from timemon.live import tau_label
+
+    out = Families()
+    if result.frequency_offset is not None:
+        out.gauge("timemon_frequency_offset_ratio",
+                  "Fractional frequency offset of the local clock against the reference "
+                  "(least-squares slope of the offset over the stability window).",
+                  SOURCE_LABELS, lv, result.frequency_offset)
+    labels = (*SOURCE_LABELS, "tau")
+    for name, _attr, doc in _STABILITY_FAMILIES:
+        out.declare_gauge(name, doc, labels)
+    mask_labels = (*SOURCE_LABELS, "mask", "statistic")
+    for mask, statistic, violated in result.mask_violations:
+        out.gauge("timemon_mask_violation",
+                  "1 when the live MTIE or TDEV exceeds the ITU-T mask at any exported tau.",
+                  mask_labels, (*lv, mask, statistic), 1.0 if violated else 0.0)
+    for mask, statistic, tau_s, limit in result.mask_limits:
+        out.gauge("timemon_mask_limit_seconds",
+                  "The configured ITU-T mask's MTIE or TDEV limit at tau seconds.",
+                  (*mask_labels, "tau"), (*lv, mask, statistic, tau_label(tau_s)), limit)
+    for point in result.points:
+        tau = tau_label(point.tau)
+        for name, attr, doc in _STABILITY_FAMILIES:
+            value = getattr(point, attr)
+            if value is not None:
+                out.gauge(name, doc, labels, (*lv, tau), value)
+    return out
 
 
 def monotonic_ns() -> int:

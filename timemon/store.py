@@ -28,6 +28,9 @@ from timemon.source import Sample
 log = logging.getLogger("timemon.store")
 
 FLUSH_SECONDS = 1.0
+# At most one transaction per FLUSH_GAP: at 1,000 samples/s a commit per arriving
+# sample would cost more than the samples themselves.
+FLUSH_GAP = 0.25
 RETENTION_CHECK_SECONDS = 3600.0
 RETRY_SECONDS = 5.0
 MAX_BACKLOG = 2_000_000
@@ -188,6 +191,7 @@ class SampleStore:
         self._checkpoint_samples = checkpoint_samples
         self._checkpoint_seconds = checkpoint_seconds
         self._chains: dict[tuple[str, str], _Chain] = {}
+        self._next_chain_scan = 0.0  # monotonic time to look for time-based checkpoints
         # (name, kind) -> (seq, hex head) of the last checkpoint written; replaced, never mutated
         self.checkpoint_heads: dict[tuple[str, str], tuple[int, str]] = {}
 
@@ -257,17 +261,10 @@ class SampleStore:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[_Pending] = []
-            try:
-                item = self._queue.get(timeout=FLUSH_SECONDS)
-                while True:
-                    if item is None:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    item = self._queue.get_nowait()
-            except queue.Empty:
-                pass
+            batch: list[_Pending | _Meta] = []
+            stopping = self._gather(batch, time.monotonic() + FLUSH_SECONDS, first_only=True)
+            if batch and not stopping:  # group what arrives in the next FLUSH_GAP too
+                stopping = self._gather(batch, self._last_attempt + FLUSH_GAP)
             self._backlog.extend(batch)
             if self._backlog and (stopping or batch or self._retry_due()):
                 self._flush(final=stopping)
@@ -277,6 +274,25 @@ class SampleStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def _gather(self, batch: list[_Pending | _Meta], deadline: float,
+                first_only: bool = False) -> bool:
+        """Move queued items into ``batch`` until ``deadline`` (monotonic; with
+        ``first_only``, only until the first item and what is queued behind it).
+        Returns True when the stop marker was seen."""
+        while True:
+            try:
+                if first_only and batch:
+                    item = self._queue.get_nowait()
+                else:
+                    timeout = deadline - time.monotonic()
+                    item = (self._queue.get(timeout=timeout) if timeout > 0
+                            else self._queue.get_nowait())
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
 
     def _retry_due(self) -> bool:
         return time.monotonic() - self._last_attempt >= RETRY_SECONDS
@@ -350,10 +366,14 @@ class SampleStore:
                     db.executemany("INSERT OR REPLACE INTO source_meta (source_id, key, value, t_ns)"
                                    " VALUES (?, ?, ?, ?)", metas)
                 # Sources without samples in this batch take part only when a time-based
-                # (or final) checkpoint is due: copying every chain per flush is costly.
-                for key, c in self._chains.items():
-                    if key not in work and self._checkpoint_due(c, final):
-                        work[key] = dataclasses.replace(c)
+                # (or final) checkpoint is due: copying every chain per flush is costly,
+                # and so is looking at all of them, so that happens about once a second.
+                now = time.monotonic()
+                if final or now >= self._next_chain_scan:
+                    self._next_chain_scan = now + min(1.0, self._checkpoint_period() / 4)
+                    for key, c in self._chains.items():
+                        if key not in work and self._checkpoint_due(c, final, now):
+                            work[key] = dataclasses.replace(c)
                 taken = self._checkpoints(db, work, final)
                 db.execute("COMMIT")
             except BaseException:
@@ -388,16 +408,17 @@ class SampleStore:
             return False
         every = every or self._checkpoint_samples or CHECKPOINT_SAMPLES
         if seconds is None:
-            seconds = (CHECKPOINT_SECONDS if self._checkpoint_seconds is None
-                       else self._checkpoint_seconds)
+            seconds = self._checkpoint_period()
         now_mono = time.monotonic() if now_mono is None else now_mono
         return final or new >= every or now_mono - c.checkpoint_mono >= seconds
+
+    def _checkpoint_period(self) -> float:
+        return CHECKPOINT_SECONDS if self._checkpoint_seconds is None else self._checkpoint_seconds
 
     def _checkpoints(self, db: sqlite3.Connection, work: dict[tuple[str, str], _Chain],
                      final: bool) -> list[tuple[tuple[str, str], int, bytes]]:
         every = self._checkpoint_samples or CHECKPOINT_SAMPLES
-        seconds = (CHECKPOINT_SECONDS if self._checkpoint_seconds is None
-                   else self._checkpoint_seconds)
+        seconds = self._checkpoint_period()
         now_mono = time.monotonic()
         now_ns = self._clock()
         taken = []
