@@ -3,7 +3,8 @@ it cannot do, and loses nothing it accepted.
 
 * an NTP server process stops and comes back;
 * the store's directory is read-only (a read-only bind mount: root ignores chmod) or
-  its file system is full (a small tmpfs), then writable again;
+  its file system is full (a small tmpfs), then writable again; its files stop taking
+  writes while the agent runs (the immutable flag), then take them again;
 * SIGKILL while writing, then a restart: every sample committed before the kill is
   there and ``PRAGMA integrity_check`` is ok;
 * SIGHUP reloads the config: added sources start, removed ones stop, unchanged ones
@@ -18,6 +19,7 @@ Mounts need root (CI runs as root); every mount is undone even when a test fails
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -143,15 +145,22 @@ def test_ntp_server_stops_and_comes_back(tmp_path: Path, agent_proc) -> None:
 
 
 def _store_fault_then_recover(tmp_path: Path, store_dir: Path, responders: ResponderThread,
-                              agent_proc, recover: Callable[[], None]) -> None:
+                              agent_proc, recover: Callable[[], None],
+                              inject: Callable[[], None] | None = None) -> None:
+    """The store cannot write from the start (or from ``inject``, called once the agent
+    has written), then can again (``recover``)."""
     r = responders.add(clock=ResponderClock(offset=0.01))
     config = tmp_path / "timemon.toml"
     db_path = store_dir / "samples.db"
     write_config(config, db_path, {"sim": r.port})
     proc, http = agent_proc(config)
+    if inject is not None:
+        wait_for(lambda: db_path.exists() and stored_count(db_path) >= 3)
+        inject()
     # Measuring and serving go on; the store says it cannot write.
     wait_for(lambda: metric(http, "timemon_store_errors_total") >= 1)
-    wait_for(lambda: metric(http, "timemon_samples_total", key("", "sim")[1]) >= 3)
+    measured = metric(http, "timemon_samples_total", key("", "sim")[1])
+    wait_for(lambda: metric(http, "timemon_samples_total", key("", "sim")[1]) >= measured + 3)
     m = samples(scrape(http))
     assert m[key("timemon_source_up", "sim")] == 1.0
     assert m[("timemon_store_backlog_samples", ())] >= 1
@@ -180,6 +189,34 @@ def test_read_only_store_directory_then_writable(tmp_path: Path, responders: Res
     _store_fault_then_recover(
         tmp_path, store_dir, responders, agent_proc,
         lambda: subprocess.run(["mount", "-o", "remount,rw,bind", str(store_dir)], check=True))
+
+
+def test_store_turns_read_only_mid_run_then_writable(tmp_path: Path,
+                                                     responders: ResponderThread,
+                                                     agent_proc) -> None:
+    """The store's files stop taking writes while the agent runs.  A read-only remount is
+    refused (EBUSY) while SQLite holds the file open for writing, so the immutable flag
+    stands in for it: chattr +i stops even root's writes through descriptors already
+    open (EPERM), as a read-only file system does (EROFS)."""
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    chattr = shutil.which("chattr")
+    assert chattr, "chattr (e2fsprogs) is needed"
+    frozen: list[Path] = []
+
+    def flag(sign: str) -> None:
+        if not frozen:  # the directory and the files SQLite has open (WAL mode)
+            frozen.extend([store_dir, *(f for f in store_dir.iterdir()
+                                        if f.name in ("samples.db", "samples.db-wal"))])
+        subprocess.run([chattr, f"{sign}i", *map(str, frozen)], check=True,
+                       capture_output=True, timeout=10)
+
+    try:
+        _store_fault_then_recover(tmp_path, store_dir, responders, agent_proc,
+                                  recover=lambda: flag("-"), inject=lambda: flag("+"))
+    finally:
+        if frozen:
+            subprocess.run([chattr, "-i", *map(str, frozen)], capture_output=True, timeout=10)
 
 
 def test_full_store_file_system_then_space(tmp_path: Path, responders: ResponderThread,

@@ -228,6 +228,56 @@ def test_agent_serves_tls_from_the_config_and_rejects_a_bad_file(
     assert len(result.stderr.strip().splitlines()) == 1 and "bcrypt" in result.stderr
 
 
+def test_sighup_reloads_the_web_config_and_keeps_it_when_broken(
+        pki: Path, tmp_path: Path, timemon_exe: str) -> None:
+    """A new password (and TLS settings) take effect on SIGHUP, without a restart; a broken
+    file on SIGHUP is logged and the running web config stays."""
+    import signal
+    import time
+
+    web = pki / "reload-web.yml"
+    web_yaml(web)
+    config = tmp_path / "timemon.toml"
+    config.write_text(f'[agent]\nstore = ""\nweb_config = "{web}"\n'
+                      '[[source]]\nkind = "kernel"\ninterval = 1\n')
+    port = free_tcp_port()
+    url = f"https://127.0.0.1:{port}/metrics"
+    proc = subprocess.Popen([timemon_exe, "agent", "--config", str(config), "--listen",
+                             f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+
+    def status(user: str, password: str) -> int:
+        return get(url, client_context(pki), user=user, password=password)[0]
+
+    def until(user: str, password: str, code: int) -> None:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if status(user, password) == code:
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (user, code)
+            time.sleep(0.2)
+
+    try:
+        until("prometheus", PASSWORD, 200)
+        # The user "prometheus" is renamed away, "alerting" is added.
+        web_yaml(web, extra=f"  alerting: '{hashed('second password')}'\n")
+        web.write_text(web.read_text().replace("  prometheus: ", "  old: "))
+        proc.send_signal(signal.SIGHUP)
+        until("alerting", "second password", 200)
+        assert status("prometheus", PASSWORD) == 401
+        web.write_text("basic_auth_users:\n  alice: plaintext\n")  # not bcrypt
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert status("alerting", "second password") == 200
+        assert status("prometheus", PASSWORD) == 401
+    finally:
+        rc, err = stop(proc)
+    assert rc == 0, err
+    assert "keeping the running web config" in err and "bcrypt" in err
+
+
 def test_render_metrics_equals_prometheus_client(responders) -> None:
     """/metrics is rendered by ``http_server.render_metrics`` (cheaper at 1,000 sources):
     it must write exactly what prometheus_client's own ``generate_latest`` writes, for

@@ -22,19 +22,24 @@ from timemon.kinds import KINDS
 from timemon.live import LiveSeries
 from timemon.source import Sample, Source
 from timemon.store import SampleStore
-from timemon.webconfig import WebConfig
+from timemon.webconfig import WebConfig, WebConfigError, load_web_config, web_config_path
 
 log = logging.getLogger("timemon.agent")
 
 LAG_CHECK_SECONDS = 0.5
 STATS_PERIOD = 1.0  # seconds between checks for live statistics whose fold is due
+# Seconds of folding per check at most: sources started together come due together (at
+# 1,000 sources a burst of ~2 s), and a long burst holding the GIL makes polls late.
+# What is left waits for the next check, taken up where this one stopped.
+STATS_BUDGET = 0.2
 
 
 class Agent:
     def __init__(self, config: AgentConfig, listen: tuple[str, int] | None = None,
-                 web: WebConfig | None = None) -> None:
+                 web: WebConfig | None = None, web_override: str | None = None) -> None:
         self.config = config
         self.web = web  # TLS and basic auth of the metrics endpoint
+        self.web_override = web_override  # --web-config: wins over [agent] web_config
         self.listen = listen or config.listen
         self.state = AgentState()
         self.store = (SampleStore(config.store, config.retention,
@@ -51,6 +56,7 @@ class Agent:
         self.server: MetricsServer | None = None
         # One thread for numpy work, so the event loop never waits on it.
         self._stats_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stats")
+        self._stats_cursor = 0  # where the next statistics pass starts (round robin)
         self._stop = asyncio.Event()
 
     # -- samples ---------------------------------------------------------------
@@ -132,8 +138,25 @@ class Agent:
                 await self._start_source(sc)
         if new.listen != self.config.listen or new.store != self.config.store:
             log.warning("SIGHUP: 'listen' and 'store' changes take effect at restart")
+        self._reload_web(new)
         self.config = new
         log.info("SIGHUP: config reloaded, %d sources", len(self.sources))
+
+    def _reload_web(self, config: AgentConfig) -> None:
+        """Re-read the web config (new certificates, users): the exporter-toolkit reads
+        its file per request, timemon on SIGHUP.  A broken file keeps the running one."""
+        path = web_config_path(self.web_override, config.web_config, config.path)
+        if path is None and self.web is None:
+            return
+        try:
+            web = load_web_config(path) if path else None
+            if self.server is not None:
+                self.server.set_web(web)
+        except WebConfigError as exc:
+            log.error("SIGHUP: keeping the running web config: %s", exc)
+            return
+        self.web = web
+        log.info("SIGHUP: web config %s", f"reloaded from {path}" if path else "removed")
 
     # -- main ----------------------------------------------------------------------
 
@@ -147,12 +170,20 @@ class Agent:
         """On the statistics thread: fold new samples into the estimators of every
         source whose batch is due (see ``timemon.live``)."""
         now = time.monotonic()
-        for source in self.state.sources:
-            if source.live is not None:
-                try:
-                    source.live.compute_if_due(now)
-                except Exception:  # noqa: BLE001 - one source's bad data must not stop others
-                    log.exception("statistics of source %s failed", source.name)
+        sources = self.state.sources
+        count = len(sources)
+        for i in range(count):
+            source = sources[(self._stats_cursor + i) % count]
+            if source.live is None:
+                continue
+            try:
+                folded = source.live.compute_if_due(now)
+            except Exception:  # noqa: BLE001 - one source's bad data must not stop others
+                log.exception("statistics of source %s failed", source.name)
+                folded = True
+            if folded and time.monotonic() - now > STATS_BUDGET:
+                self._stats_cursor = (self._stats_cursor + i + 1) % count
+                return
 
     async def _run_statistics(self) -> None:
         loop = asyncio.get_running_loop()

@@ -11,7 +11,6 @@ import importlib
 import json
 import logging
 import math
-import os
 import sys
 from typing import Any, NoReturn
 
@@ -100,14 +99,15 @@ def main() -> None:
               help=f"Address for /metrics (overrides the config; default 0.0.0.0:{DEFAULT_PORT}).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Log verbosity (overrides the config; default info).")
-@click.option("--web-config", "web_config_path", type=click.Path(dir_okay=False),
+@click.option("--web-config", "web_config_override", type=click.Path(dir_okay=False),
               help="TLS and basic auth of /metrics: a web-config YAML in the Prometheus "
                    "exporter-toolkit format (overrides [agent] web_config).")
 def agent(config_path: str | None, listen: str | None, log_level: str | None,
-          web_config_path: str | None = None) -> None:
-    """Run the monitoring agent in the foreground (SIGTERM stops, SIGHUP reloads)."""
+          web_config_override: str | None = None) -> None:
+    """Run the monitoring agent in the foreground (SIGTERM stops, SIGHUP reloads the
+    config and the web config)."""
     from timemon.agent import Agent
-    from timemon.webconfig import WebConfigError, load_web_config
+    from timemon.webconfig import WebConfigError, load_web_config, web_config_path
 
     try:
         config: AgentConfig = load_config(config_path) if config_path else default_config()
@@ -115,9 +115,7 @@ def agent(config_path: str | None, listen: str | None, log_level: str | None,
     except (ConfigError, ValueError, AddressError) as exc:
         _fail(str(exc), EXIT_USAGE)
     _setup_logging(log_level or config.log_level)
-    web_path = web_config_path or config.web_config
-    if web_path and not web_config_path and config.path and not os.path.isabs(web_path):
-        web_path = os.path.join(os.path.dirname(os.path.abspath(config.path)), web_path)
+    web_path = web_config_path(web_config_override, config.web_config, config.path)
     try:
         web = load_web_config(web_path) if web_path else None
     except WebConfigError as exc:
@@ -125,7 +123,7 @@ def agent(config_path: str | None, listen: str | None, log_level: str | None,
     from timemon.chain import SigningError
 
     try:
-        runner = Agent(config, listen=listen_addr, web=web)
+        runner = Agent(config, listen=listen_addr, web=web, web_override=web_config_override)
     except SigningError as exc:  # [agent] signing_key unreadable or not Ed25519
         _fail(f"{config.path}: [agent] signing_key: {exc}", EXIT_USAGE)
     try:

@@ -106,11 +106,14 @@ class MetricsServer:
     def __init__(self, state: AgentState, host: str, port: int,
                  web: WebConfig | None = None) -> None:
         self.state = state
+        self.web = web
+        outer = self
 
         class Handler(BaseHTTPRequestHandler):
             server_version = f"timemon/{__version__}"
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                web = outer.web  # read once: a SIGHUP may replace it
                 if web is not None and not web.check_authorization(
                         self.headers.get("Authorization")):
                     self.send_response(401)
@@ -150,6 +153,14 @@ class MetricsServer:
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="timemon-http",
                                         daemon=True)
+
+    def set_web(self, web: WebConfig | None) -> None:
+        """Use a new web config for the next connections; raises WebConfigError (and
+        changes nothing) when its certificate or key does not load."""
+        tls = web.ssl_context() if web is not None else None
+        self.web = web
+        self.httpd.tls = tls
+        self.scheme = "https" if tls is not None else "http"
 
     def start(self) -> None:
         self._thread.start()

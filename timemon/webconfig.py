@@ -209,6 +209,17 @@ def parse_web_config(data: Any, path: str) -> WebConfig:
     return config
 
 
+def web_config_path(override: str | None, configured: str | None,
+                    config_file: str | None) -> str | None:
+    """The web-config file in use: ``--web-config``, else ``[agent] web_config`` (relative
+    to the config file's directory)."""
+    if override:
+        return override
+    if configured and config_file and not os.path.isabs(configured):
+        return os.path.join(os.path.dirname(os.path.abspath(config_file)), configured)
+    return configured or None
+
+
 def load_web_config(path: str) -> WebConfig:
     """Read and check a web-config file; raises WebConfigError (one line) on any problem."""
     import yaml
