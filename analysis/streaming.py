@@ -99,7 +99,9 @@ class StreamingStability:
         self.max_m = max_m
         self.ms = octave_ms(window, max_m)
         self._m = np.array(self.ms, dtype=np.int64)
-        self._spare = max(window // 8, BLOCK)  # slots folded in between two compactions
+        # Slots folded in between two compactions (each copies the window once): small,
+        # as it is memory held by every source.
+        self._spare = max(window // 32, BLOCK)
         self._buf = np.empty(window + self._spare)
         self._pending: list[float] = []
         self._blocks = window // BLOCK + 3  # ring sizes, in blocks
@@ -129,7 +131,8 @@ class StreamingStability:
         # MTIE: per tau, the largest range and the count of gap-free windows among the
         # window positions of each block, in a ring indexed by absolute block number.
         self._mtie_max = np.full((k, self._blocks), np.nan)
-        self._mtie_valid = np.zeros((k, self._blocks), dtype=np.int64)
+        # (uint8: a block holds at most BLOCK = 64 positions; a quarter of the memory)
+        self._mtie_valid = np.zeros((k, self._blocks), dtype=np.uint8)
         # Phase summaries per block of slots: max and min, NaN when the block has a gap.
         self._bmax = np.full(self._blocks, np.nan)
         self._bmin = np.full(self._blocks, np.nan)
@@ -427,7 +430,7 @@ class StreamingStability:
         row_of = rows[starts // width]
         ring = block.ravel()[starts] % self._blocks
         self._mtie_max[row_of, ring] = np.fmax(self._mtie_max[row_of, ring], maxima)
-        self._mtie_valid[row_of, ring] += valid
+        self._mtie_valid[row_of, ring] += valid.astype(np.uint8)
 
     def _mtie(self) -> tuple[FloatArray, IntArray]:
         """MTIE over the window per tau (NaN when no window is gap-free) and the number
@@ -437,7 +440,7 @@ class StreamingStability:
         valid = self._mtie_valid.copy()
         blocks[:, first] = self._head_best
         valid[:, first] = self._head_count
-        count = valid.sum(axis=1)
+        count = valid.sum(axis=1, dtype=np.int64)
         best = np.fmax.reduce(blocks, axis=1)
         best[count == 0] = np.nan
         return best, count

@@ -139,6 +139,50 @@ def window_memory_per_source(n: int, interval: float) -> tuple[float, int]:
     return (after - before) / n, DEFAULT_WINDOW
 
 
+def fill_store(path: Path, n: int, window: int, interval: float) -> float:
+    """A store holding ``window`` samples (white phase noise, 10 µs) for each of the ``n``
+    sources, ending now, so the agent starts with every stability window full.  The
+    hash-chain column holds filler (``timemon verify`` would reject it; the agent only
+    reads the samples back).  Returns the seconds it took."""
+    import numpy as np
+
+    from timemon.store import open_database
+
+    started = time.monotonic()
+    rng = np.random.default_rng(7)
+    step = int(interval * 1e9)
+    end = time.clock_gettime_ns(time.CLOCK_REALTIME) - step
+    times = (end - step * np.arange(window, dtype=np.int64)[::-1]).tolist()
+    seqs = list(range(1, window + 1))
+    filler = bytes(32)
+    open_database(str(path)).close()  # the schema, as the agent makes it
+    db = sqlite3.connect(path)
+    # One bulk load with no journal: a crash here only loses the benchmark's input.
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA cache_size=-262144")
+    with db:
+        for i in range(n):
+            sid = db.execute("INSERT INTO sources (name, kind) VALUES (?, 'ntp')",
+                             (f"sim{i:04d}",)).lastrowid
+            offsets = rng.normal(0.0, 1e-5, window).tolist()
+            db.executemany("INSERT INTO samples (source_id, t_ns, offset, delay, seq, hash) "
+                           "VALUES (?, ?, ?, 1e-4, ?, ?)",
+                           zip([sid] * window, times, offsets, seqs, [filler] * window,
+                               strict=True))
+    db.close()
+    return time.monotonic() - started
+
+
+def full_windows(body: bytes, window: int) -> int:
+    """Sources exporting ADEV at the largest octave tau: their window is back in full."""
+    from timemon.analysis.streaming import octave_ms
+
+    tau = octave_ms(window)[-1]
+    pattern = rf'^timemon_allan_deviation\{{[^}}]*tau="{tau}"\}} '.encode()
+    return len(re.findall(pattern, body, re.M))
+
+
 def write_config(path: Path, store: Path, base: int, count: int, interval: float,
                  with_store: bool = True) -> None:
     parts = [f'[agent]\nstore = "{store if with_store else ""}"\nlog_level = "warning"\n']
@@ -173,6 +217,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=40.0,
                         help="seconds from the agent's start before measuring: past the "
                              "young-window fold cadence (timemon.live.YOUNG_WINDOW samples)")
+    parser.add_argument("--fill-store", action="store_true",
+                        help="start from a generated store with every source's stability "
+                             "window full, and measure RSS once all are restored (slow)")
     parser.add_argument("--profile", metavar="FILE",
                         help="record the agent with py-spy (collapsed stacks) during the run")
     args = parser.parse_args()
@@ -184,6 +231,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="timemon-scale-") as tmp:
         config, store = Path(tmp) / "scale.toml", Path(tmp) / "samples.db"
         write_config(config, store, base, n, args.interval, not args.no_store)
+        fill_seconds = None
+        if args.fill_store:
+            from timemon.analysis.streaming import DEFAULT_WINDOW
+
+            fill_seconds = fill_store(store, n, DEFAULT_WINDOW, args.interval)
         sim = subprocess.Popen([sys.executable, "-m", "timemon.simulator", "--count", str(n),
                                 "--port", str(base)], preexec_fn=raise_fd_limit)
         agent = None
@@ -209,6 +261,21 @@ def main() -> None:
                     break
                 time.sleep(0.5)
             warmup = time.monotonic() - started
+            restored = None
+            if args.fill_store:
+                from timemon.analysis.streaming import DEFAULT_WINDOW
+
+                # Restored: the count stops growing for 20 s (a source whose history
+                # holds a detected step restarts its window and never gets there).
+                best, since = -1, time.monotonic()
+                while time.monotonic() - since < 20:
+                    if agent.poll() is not None:
+                        raise SystemExit("the agent exited")
+                    count = full_windows(scrape(http_port)[1], DEFAULT_WINDOW)
+                    if count > best:
+                        best, since = count, time.monotonic()
+                    time.sleep(2.0)
+                restored = since - started
             time.sleep(max(2 * args.interval, started + args.settle - time.monotonic()))
             if args.profile:
                 spy = subprocess.Popen([str(VENV_BIN / "py-spy"), "record", "-p",
@@ -272,7 +339,12 @@ def main() -> None:
     rate = (c_last - c_first) / (t_last - t_first)
     busy = (load1[0] - load0[0]) / max(1, load1[1] - load0[1])
     others = busy * os.cpu_count() - (cpu + sim_cpu) / wall  # cores used by other processes
-    per_source, window = window_memory_per_source(args.window_sources, args.interval)
+    per_source, window = (window_memory_per_source(args.window_sources, args.interval)
+                          if not args.fill_store else (0.0, 0))
+    if fill_seconds is not None:
+        rows += [("store generated (full windows)", f"{fill_seconds:.0f} s"),
+                 ("agent start to windows restored", f"{restored:.0f} s ({best} of {n} full; "
+                                                     "the rest restarted at a detected step)")]
     rows += [
         ("sources x interval", f"{n} x {args.interval:g} s, {wall:.0f} s measured"),
         ("warm-up: sources with a sample", f"{with_sample}/{n} after {warmup:.1f} s"),
@@ -283,7 +355,8 @@ def main() -> None:
         ("machine: CPUs busy / used by others", f"{100 * busy:.0f} % of {os.cpu_count()} "
                                                 f"/ {others:.2f} cores"),
         ("simulator CPU (% of one core)", f"{100 * sim_cpu / wall:.1f} %"),
-        ("agent RSS", f"{rss / 2**20:.1f} MiB"),
+        ("agent RSS" + (" (every window full)" if args.fill_store else ""),
+         f"{rss / 2**20:.1f} MiB"),
         ("samples per second", f"{rate:.1f} "
                                f"(ideal {n / args.interval:.0f})"),
         ("samples stored in window", f"{stored}"),
@@ -296,11 +369,15 @@ def main() -> None:
                                      f"({len(latencies)} scrapes)"),
         ("bytes per scrape", f"{statistics.mean(sizes):,.0f}"),
         ("event loop lag (last)", lag.group(1).decode() + " s" if lag else "-"),
-        (f"memory per source, full window ({window} samples)",
-         f"{per_source / 2**10:.0f} KiB (measured on {args.window_sources} sources in-process)"),
-        (f"extrapolated RSS for {n} full windows",
-         f"{(rss + n * per_source) / 2**20:.0f} MiB (agent RSS + {n} x per source)"),
     ]
+    if not args.fill_store:
+        rows += [
+            (f"memory per source, full window ({window} samples)",
+             f"{per_source / 2**10:.0f} KiB (measured on {args.window_sources} sources "
+             "in-process)"),
+            (f"extrapolated RSS for {n} full windows",
+             f"{(rss + n * per_source) / 2**20:.0f} MiB (agent RSS + {n} x per source)"),
+        ]
     width = max(len(k) for k, _v in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

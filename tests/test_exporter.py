@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 from conftest import find_binary
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from timemon.probes import ntp_packet as pkt
@@ -73,3 +75,14 @@ def test_promtool_check_metrics_is_clean() -> None:
                             text=True)
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), \
         result.stdout + result.stderr
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                 st.integers(min_value=-(2**62), max_value=2**62)))
+def test_values_are_written_as_prometheus_client_writes_them(value: float) -> None:
+    from prometheus_client.utils import floatToGoString
+
+    from timemon.families import format_value
+
+    assert format_value(value) == floatToGoString(value)

@@ -16,7 +16,6 @@ Iterating a ``Families`` still gives prometheus_client ``Metric`` objects, for
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import Metric
@@ -39,35 +38,37 @@ def _escape_value(v: str) -> str:
     return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
-def label_text(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    """``{a="x",b="y"}`` sorted by label name, as prometheus_client writes it."""
+def label_text(names: tuple[str, ...], values: tuple[str, ...], keep: bool = True) -> str:
+    """``{a="x",b="y"}`` sorted by label name, as prometheus_client writes it; remembered
+    for the next scrapes unless ``keep`` is false (text rendered once, in a Fragment)."""
     key = (names, values)
     text = _label_cache.get(key)
     if text is None:
         if not names:
             return ""
-        if len(_label_cache) >= _LABEL_CACHE_MAX:
-            _label_cache.clear()
-        text = _label_cache[key] = "{" + ",".join(
+        text = "{" + ",".join(
             f'{k}="{_escape_value(v)}"' for k, v in sorted(zip(names, values, strict=True))
         ) + "}"
+        if keep:
+            if len(_label_cache) >= _LABEL_CACHE_MAX:
+                _label_cache.clear()
+            _label_cache[key] = text
     return text
+
+
+_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
 def format_value(d: float) -> str:
     """A sample value as Go writes it (prometheus_client's floatToGoString)."""
-    d = float(d)
-    if d != d:
-        return "NaN"
-    if d == math.inf:
-        return "+Inf"
-    if d == -math.inf:
-        return "-Inf"
-    s = repr(d)
-    dot = s.find(".")
-    if d > 0 and dot > 6:  # Go switches to an exponent sooner than Python
-        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
-        return f"{mantissa}e+0{dot - 1}"
+    s = repr(d if d.__class__ is float else float(d))
+    if s[-1] in "fn":  # nan, inf, -inf
+        return _SPECIAL[s]
+    if s[0] != "-":
+        dot = s.find(".")
+        if dot > 6:  # Go switches to an exponent sooner than Python
+            mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
+            return f"{mantissa}e+{dot - 1:02d}"
     return s
 
 
@@ -91,14 +92,17 @@ class _Family:
         self.labels = tuple(labels)
         self.entries: list[Entry | _Chunk] = []
 
-    def render_samples(self, out: list[str]) -> None:
+    def render_samples(self, out: list[str], keep_labels: bool = True) -> None:
         sample_name = self.name + _SUFFIX[self.type]
+        cached = _label_cache.get
+        append = out.append
         for e in self.entries:
             if e.__class__ is _Chunk:
-                out.append(e.text)  # type: ignore[union-attr]
-            else:
-                names, values, value = e  # type: ignore[misc]
-                out.append(f"{sample_name}{label_text(names, values)} {format_value(value)}\n")
+                append(e.text)  # type: ignore[union-attr]
+                continue
+            names, values, value = e  # type: ignore[misc]
+            labels = cached((names, values)) or label_text(names, values, keep_labels)
+            append(f"{sample_name}{labels} {format_value(value)}\n")
 
     def header(self) -> str:
         exposed = self.name + _SUFFIX[self.type]
@@ -192,6 +196,6 @@ class Fragment:
         self.parts: list[tuple[_Family, _Chunk]] = []
         for family in families._families.values():
             text: list[str] = []
-            family.render_samples(text)
+            family.render_samples(text, keep_labels=False)
             entries = [e for e in family.entries if e.__class__ is not _Chunk]
             self.parts.append((family, _Chunk(entries, "".join(text))))  # type: ignore[arg-type]

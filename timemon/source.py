@@ -115,7 +115,7 @@ class Source:
     def restore(self, samples: list[Sample]) -> None:
         """Continue after a restart from the samples the store kept (the agent also
         feeds them to the live statistics)."""
-        if samples:
+        if samples and self.last_sample_ns is None:
             self.last_sample_ns = samples[-1].t_ns
 
     # -- what subclasses provide -----------------------------------------
