@@ -54,8 +54,14 @@ def metric(port: int, name: str, labels: tuple = ()) -> float:
 
 
 def stored_count(db_path: Path) -> int:
+    """Samples in the store; 0 while the agent is still creating its schema."""
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-        return db.execute("SELECT count(*) FROM samples").fetchone()[0]
+        try:
+            return db.execute("SELECT count(*) FROM samples").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
 
 
 def integrity(db_path: Path) -> str:
