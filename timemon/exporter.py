@@ -1,8 +1,10 @@
-"""The Prometheus side: a custom Collector on a private registry.
+"""The Prometheus side: every family the agent exports, built per scrape.
 
-``collect()`` builds fresh metric families from what the sources and the store
-hold right now; it does no I/O and takes no lock a probe could hold, so a slow
-scrape never delays a measurement (node_exporter's collector pattern).
+``collect_families()`` builds fresh metric families from what the sources and the
+store hold right now; it does no I/O and takes no lock a probe could hold, so a slow
+scrape never delays a measurement (node_exporter's collector pattern).  ``/metrics``
+renders them straight to text (``timemon.http_server``); ``make_registry`` offers the
+same families to prometheus_client (``generate_latest``).
 """
 
 from __future__ import annotations
