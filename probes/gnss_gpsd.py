@@ -17,6 +17,7 @@ produces, and into offsets:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,7 +77,7 @@ def _time_offset(report: dict[str, Any], quality: str) -> TimeOffset | None:
     try:
         real = int(report["real_sec"]) * NS + int(report["real_nsec"])
         clock = int(report["clock_sec"]) * NS + int(report["clock_nsec"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # Overflow: 1e999 parses as inf
         return None
     return TimeOffset(quality, real, clock)
 
@@ -152,7 +153,11 @@ class GpsdEpochs:
 
 
 def _as_int(value: Any, default: int | None) -> Any:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    """An integer field, or ``default`` for another type or a non-finite number (JSON's
+    1e999 parses as inf)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return int(value) if math.isfinite(value) else default
 
 
 def _as_list(value: Any) -> list[Any]:

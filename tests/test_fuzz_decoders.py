@@ -399,3 +399,16 @@ def test_gpsd_reports_with_non_list_fields(lines: list[bytes]) -> None:
         epochs.flush()
     except gnss_stream.GnssStreamError:
         pass
+
+
+def test_gpsd_pps_with_an_infinite_second_is_not_an_offset() -> None:
+    """Found by the fuzzer in CI: JSON's 1e999 parses as inf, and int(inf) overflows."""
+    from timemon.probes.gnss_gpsd import GpsdEpochs, parse_report
+
+    epochs = GpsdEpochs()
+    report = parse_report(b'{"class":"PPS","real_sec":1e14564800,"real_nsec":0,'
+                          b'"clock_sec":1714564800,"clock_nsec":1200}')
+    assert epochs.feed(report, 0)[1] is None
+    tpv = parse_report(b'{"class":"TPV","mode":1e999,"status":-1e999,'
+                       b'"time":"2024-05-01T12:00:00.000Z","leapseconds":1e999}')
+    epochs.feed(tpv, 0)  # no exception: the fields fall back to their defaults
