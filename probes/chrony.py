@@ -431,17 +431,10 @@ class ChronySource(Source):
         self.state: ChronyState | None = None
 
     async def poll_once(self) -> ChronyState | None:
-        started = time.monotonic_ns()
-        try:
-            state = await self.client.read_state()
-        except ChronyProbeError as exc:
-            if exc.reason in ("timeout", "no_socket"):
-                self.client.close()  # a fresh socket next time (chronyd may have restarted)
-            self.count_error(exc.reason, str(exc))
+        state = await self.read_daemon(self.client, ("timeout", "no_socket"))
+        if state is None:
             self._lost()
             return None
-        finally:
-            self.probe_duration = (time.monotonic_ns() - started) / 1e9
         self._update(state)
         return state
 

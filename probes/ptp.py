@@ -434,18 +434,11 @@ class PtpSource(Source):
         self._last_ingress: int | None = None
 
     async def poll_once(self) -> PtpState | None:
-        started = time.monotonic_ns()
-        try:
-            state = await self.client.read_state()
-        except PtpProbeError as exc:
-            if exc.reason == "timeout":
-                # A fresh socket (and directory) next time, in case ours was removed.
-                self.client.close()
-            self.count_error(exc.reason, str(exc))
+        # On a timeout, a fresh socket (and directory) next time, in case ours was removed.
+        state = await self.read_daemon(self.client, ("timeout",))
+        if state is None:
             self._lost()
             return None
-        finally:
-            self.probe_duration = (time.monotonic_ns() - started) / 1e9
         self._update(state)
         return state
 

@@ -130,6 +130,22 @@ class Source:
             await self.poll_once()
             await sleep_until_monotonic(started + int(self.interval * 1e9))
 
+    async def read_daemon(self, client: Any, reconnect: tuple[str, ...]) -> Any:
+        """One ``await client.read_state()`` of a local daemon (ptp4l, chronyd), timed
+        into ``probe_duration``.  A failure is counted and gives None; for a reason in
+        ``reconnect`` the client's socket is closed, so the next poll opens a fresh one
+        (the daemon may have restarted, or removed our socket)."""
+        started = time.monotonic_ns()
+        try:
+            return await client.read_state()
+        except ProbeError as exc:
+            if exc.reason in reconnect:
+                client.close()
+            self.count_error(exc.reason, str(exc))
+            return None
+        finally:
+            self.probe_duration = (time.monotonic_ns() - started) / 1e9
+
     async def poll_once(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
