@@ -469,7 +469,7 @@ class ChronySource(Source):
         state = self.state
         if state is None:
             return
-        lv = (self.name, self.kind)
+        lv = self.label_values
         t = state.tracking
 
         def gauge(name: str, doc: str, value: float) -> None:
@@ -568,7 +568,7 @@ class ChronySource(Source):
 
     def _collect_server(self, out: Families, stats: cp.ServerStats) -> None:
         c = stats.counters
-        lv = (self.name, self.kind)
+        lv = self.label_values
         svc = (*SOURCE_LABELS, "service")
         for service in ("ntp", "nke", "cmd"):
             if f"{service}_hits" in c:

@@ -493,7 +493,7 @@ class GnssSource(Source):
     # -- exporter ------------------------------------------------------------------------
 
     def collect_specific(self, out: Families) -> None:
-        lv = (self.name, self.kind)
+        lv = self.label_values
         out.gauge("timemon_gnss_stream_supported",
                   "0 when 4 KiB arrived without one valid NMEA sentence or UBX frame.",
                   SOURCE_LABELS, lv, 1.0 if self.stream_supported else 0.0)

@@ -353,7 +353,7 @@ class NtpSource(Source):
     # -- exporter --------------------------------------------------------------
 
     def collect_specific(self, out: Families) -> None:
-        lv = (self.name, self.kind)
+        lv = self.label_values
         out.gauge("timemon_ntp_poll_interval_seconds",
                   "Current poll interval (doubled by each KoD RATE, backed off on timeouts).",
                   SOURCE_LABELS, lv, self.next_delay())

@@ -484,7 +484,7 @@ class PtpSource(Source):
     # -- exporter ---------------------------------------------------------------------
 
     def collect_specific(self, out: Families) -> None:
-        lv = (self.name, self.kind)
+        lv = self.label_values
         out.counter("timemon_ptp_gm_changes",
                     "Grandmaster changes seen (a new grandmaster identity while one is present).",
                     SOURCE_LABELS, lv, self.gm_changes)

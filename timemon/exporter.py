@@ -36,9 +36,10 @@ class AgentState:
         self.crosscheck: Any = None  # timemon.crosscheck.CrossCheck, set by its task
 
 
-def collect_families(state: AgentState) -> Families:
-    """Every family the agent exports, from what the sources and the store hold now."""
-    out = Families()
+def collect_families(state: AgentState, text: bool = False) -> Families:
+    """Every family the agent exports, from what the sources and the store hold now;
+    ``text``: rendered as added, for ``/metrics`` (``Families``)."""
+    out = Families(text)
     out.info("timemon_build", "Version of the timemon agent.", (), (),
              {"version": __version__, "python": platform.python_version()})
     out.counter("timemon_store_errors", "Failed writes to the sample store (retried).",

@@ -4,14 +4,18 @@ Each source adds its samples by family name; families with the same name from
 several sources are merged into one, which Prometheus requires.  Built fresh
 on every scrape from snapshots, so nothing here is shared between threads.
 
-At 1,000 sources a scrape holds ~50,000 series, so the cost per series matters:
-a sample is kept as a plain tuple (label names, label values, value) and written
-by ``render`` with the label text formatted once per distinct label set.  Parts
-that change rarely (a source's live statistics change once per fold, not per
-scrape) are built once as a ``Fragment`` and merged as pre-rendered text.
-Iterating a ``Families`` still gives prometheus_client ``Metric`` objects, for
-``generate_latest`` and the tests; ``render`` writes the same bytes
-(tests/test_web_config.py compares them).
+At 1,000 sources a scrape holds ~50,000 series, so the cost per series matters.
+``Families(text=True)`` (what ``/metrics`` uses) writes each sample's line the
+moment it is added and keeps only strings: no per-sample tuple lives until the
+end of the scrape, so a scrape neither walks its samples twice nor fills the
+garbage collector's young generation with ~100,000 containers (which made
+CPython run full collections mid-scrape).  Label text is formatted once per
+distinct label set.  Parts that change rarely (a source's live statistics change
+once per fold, not per scrape) are built once as a ``Fragment`` and merged as
+pre-rendered text.  Without ``text``, a ``Families`` keeps each sample as a tuple
+(label names, label values, value) and iterating it gives prometheus_client
+``Metric`` objects, for ``generate_latest`` and the tests; ``render`` writes the
+same bytes either way (tests/test_web_config.py compares them).
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def label_text(names: tuple[str, ...], values: tuple[str, ...], keep: bool = Tru
     return text
 
 
+class LabelSet:
+    """Label values whose text is formatted once, for labels that repeat in every scrape
+    (a source's ``source``/``kind`` pair).  Iterates as its values, so ``(*lv, reason)``
+    still builds a wider tuple."""
+
+    __slots__ = ("names", "values", "text")
+
+    def __init__(self, names: tuple[str, ...], values: tuple[str, ...]) -> None:
+        self.names = names
+        self.values = values
+        self.text = label_text(names, values, keep=False)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
 _SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
@@ -83,20 +106,25 @@ class _Chunk:
 
 
 class _Family:
-    __slots__ = ("name", "doc", "type", "labels", "entries")
+    __slots__ = ("name", "doc", "type", "labels", "sample_name", "entries")
 
     def __init__(self, name: str, doc: str, mtype: str, labels: Sequence[str]) -> None:
         self.name = name
         self.doc = doc
         self.type = mtype
         self.labels = tuple(labels)
-        self.entries: list[Entry | _Chunk] = []
+        self.sample_name = name + _SUFFIX[mtype]
+        # Entry tuples and _Chunks, or (text mode) rendered lines and chunk texts.
+        self.entries: list[Entry | _Chunk | str] = []
 
     def render_samples(self, out: list[str], keep_labels: bool = True) -> None:
-        sample_name = self.name + _SUFFIX[self.type]
+        sample_name = self.sample_name
         cached = _label_cache.get
         append = out.append
         for e in self.entries:
+            if e.__class__ is str:
+                append(e)  # type: ignore[arg-type]
+                continue
             if e.__class__ is _Chunk:
                 append(e.text)  # type: ignore[union-attr]
                 continue
@@ -105,15 +133,17 @@ class _Family:
             append(f"{sample_name}{labels} {format_value(value)}\n")
 
     def header(self) -> str:
-        exposed = self.name + _SUFFIX[self.type]
+        exposed = self.sample_name
         doc = self.doc.replace("\\", r"\\").replace("\n", r"\n")
         return f"# HELP {exposed} {doc}\n# TYPE {exposed} {_EXPOSED_TYPE[self.type]}\n"
 
     def metric(self) -> Metric:
         """As a prometheus_client Metric (what its Gauge/Counter/InfoMetricFamily build)."""
         metric = Metric(self.name, self.doc, self.type)
-        sample_name = self.name + _SUFFIX[self.type]
+        sample_name = self.sample_name
         for e in self.entries:
+            if e.__class__ is str:
+                raise TypeError("a Families built with text=True has no Metric objects")
             for names, values, value in (e.entries if e.__class__ is _Chunk  # type: ignore[union-attr]
                                          else (e,)):
                 metric.add_sample(sample_name, dict(zip(names, values, strict=True)), value)
@@ -121,8 +151,10 @@ class _Family:
 
 
 class Families:
-    def __init__(self) -> None:
+    def __init__(self, text: bool = False) -> None:
+        """``text``: render each sample as it is added (``render`` only; no iteration)."""
         self._families: dict[str, _Family] = {}
+        self._text = text
 
     def _family(self, name: str, doc: str, mtype: str, labels: Sequence[str]) -> _Family:
         family = self._families.get(name)
@@ -130,18 +162,36 @@ class Families:
             family = self._families[name] = _Family(name, doc, mtype, labels)
         return family
 
+    def _add(self, family: _Family, names: tuple[str, ...],
+             values: Sequence[str] | LabelSet, value: float) -> None:
+        if values.__class__ is LabelSet:
+            if self._text:
+                family.entries.append(
+                    f"{family.sample_name}{values.text} {format_value(value)}\n")  # type: ignore[union-attr]
+                return
+            values = values.values  # type: ignore[union-attr]
+        if self._text:
+            values = tuple(values)  # type: ignore[arg-type]
+            labels = _label_cache.get((names, values)) or label_text(names, values)
+            family.entries.append(f"{family.sample_name}{labels} {format_value(value)}\n")
+        else:
+            family.entries.append((names, tuple(values), value))
+
     def gauge(
-        self, name: str, doc: str, labels: Sequence[str], values: Sequence[str], value: float
+        self, name: str, doc: str, labels: Sequence[str], values: Sequence[str] | LabelSet,
+        value: float,
     ) -> None:
+        """``values``: in the order of ``labels``; a ``LabelSet`` when they repeat."""
         family = self._families.get(name) or self._family(name, doc, "gauge", labels)
-        family.entries.append((family.labels, tuple(values), value))
+        self._add(family, family.labels, values, value)
 
     def counter(
-        self, name: str, doc: str, labels: Sequence[str], values: Sequence[str], value: float
+        self, name: str, doc: str, labels: Sequence[str], values: Sequence[str] | LabelSet,
+        value: float,
     ) -> None:
         """``name`` without the ``_total`` suffix, which is appended as the client library does."""
         family = self._families.get(name) or self._family(name, doc, "counter", labels)
-        family.entries.append((family.labels, tuple(values), value))
+        self._add(family, family.labels, values, value)
 
     def info(
         self,
@@ -153,13 +203,13 @@ class Families:
     ) -> None:
         """``name`` without the ``_info`` suffix."""
         family = self._families.get(name) or self._family(name, doc, "info", labels)
-        family.entries.append(((*family.labels, *info), (*values, *info.values()), 1.0))
+        self._add(family, (*family.labels, *info), (*values, *info.values()), 1.0)
 
     def gauge_with(self, name: str, doc: str, labels: dict[str, str], value: float) -> None:
         """A gauge sample whose label set may be wider than the family's (e.g. GNSS's
         ``quality`` on ``timemon_offset_seconds``); the exposition format allows it."""
         family = self._families.get(name) or self._family(name, doc, "gauge", labels)
-        family.entries.append((tuple(labels), tuple(labels.values()), value))
+        self._add(family, tuple(labels), tuple(labels.values()), value)
 
     def declare_gauge(self, name: str, doc: str, labels: Sequence[str]) -> None:
         """Make a family appear (with HELP/TYPE) even when it has no samples yet."""
@@ -173,7 +223,7 @@ class Families:
         for family, chunk in fragment.parts:
             target = self._family(family.name, family.doc, family.type, family.labels)
             if chunk.entries:
-                target.entries.append(chunk)
+                target.entries.append(chunk.text if self._text else chunk)
 
     def render(self) -> bytes:
         """The Prometheus text exposition format (0.0.4) of every family."""

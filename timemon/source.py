@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from timemon.families import SOURCE_LABELS, Families, Fragment
+from timemon.families import SOURCE_LABELS, Families, Fragment, LabelSet
 
 if TYPE_CHECKING:
     from timemon.live import LiveResult, LiveSeries
@@ -64,6 +64,8 @@ class Source:
 
     def __init__(self, name: str, interval: float, sink: SampleSink | None = None) -> None:
         self.name = name
+        # (source, kind): formatted once, used by every per-source family.
+        self.label_values = LabelSet(SOURCE_LABELS, (name, self.kind))
         self.interval = interval
         self.sink: SampleSink = sink or _discard
         self.up = False
@@ -188,7 +190,7 @@ class Source:
         self.collect_specific(out)
 
     def _collect_generic(self, out: Families) -> None:
-        lv = (self.name, self.kind)
+        lv = self.label_values
         out.gauge("timemon_source_up", "1 when the source's last poll gave an accepted sample.",
                   SOURCE_LABELS, lv, 1.0 if self.up else 0.0)
         out.counter("timemon_samples", "Raw samples accepted from the source.",
@@ -224,7 +226,7 @@ class Source:
         if self.live is not None:
             self._collect_live(out, lv)
 
-    def _collect_live(self, out: Families, lv: tuple[str, str]) -> None:
+    def _collect_live(self, out: Families, lv: LabelSet) -> None:
         live = self.live
         assert live is not None
         out.counter("timemon_offset_steps", "Offset steps (a stepped clock) that restarted the "
@@ -248,7 +250,7 @@ _STABILITY_FAMILIES = (
 )
 
 
-def _live_families(result: LiveResult, lv: tuple[str, str]) -> Families:
+def _live_families(result: LiveResult, lv: LabelSet) -> Families:
     """The live statistics of one source: frequency offset, stability, masks."""
     from timemon.live import tau_label
 
