@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from timemon import sdnotify
+from timemon import heap, sdnotify
 from timemon.analysis.streaming import DEFAULT_WINDOW
 from timemon.chain import load_private_key
 from timemon.config import AgentConfig, ConfigError, SourceConfig, load_config
@@ -125,6 +125,8 @@ class Agent:
         for sample in self._held.pop(source.name, []):
             live.add(sample)
         source.live = live
+        if not self._restoring:
+            heap.settle()  # the last replay: the replay's garbage goes back to the kernel
 
     async def _stop_source(self, name: str) -> None:
         _sc, source, task = self.sources.pop(name)
@@ -167,12 +169,15 @@ class Agent:
             log.error("SIGHUP: keeping the running config: %s", exc)
             return
         wanted = {sc.name: sc for sc in new.sources}
+        heap.thaw()  # dropped sources' cycles must stay collectable
         for name, (sc, _src, _task) in list(self.sources.items()):
             if wanted.get(name) != sc:
                 await self._stop_source(name)
         for name, sc in wanted.items():
             if name not in self.sources:
                 await self._start_source(sc)
+        if not self._restoring:
+            heap.settle()
         if new.listen != self.config.listen or new.store != self.config.store:
             log.warning("SIGHUP: 'listen' and 'store' changes take effect at restart")
         self._reload_web(new)
@@ -246,6 +251,8 @@ class Agent:
         lag_task = asyncio.create_task(self._watch_loop_lag())
         for sc in self.config.sources:
             await self._start_source(sc)
+        if not self._restoring:
+            heap.settle()  # without a store (or history) the long-lived state is built now
         stats_task = asyncio.create_task(self._run_statistics())
         crosscheck_task = asyncio.create_task(CrossChecker(self.state).run())
         # systemd Type=notify: READY=1 now, WATCHDOG=1 from this loop (timemon.sdnotify).
@@ -274,10 +281,11 @@ class Agent:
 
 def _replay_history(store: SampleStore, source: Source, live: LiveSeries,
                     window: int) -> list[Sample]:
-    """The last ``window`` stored samples of ``source``, fed to ``live`` and folded in
-    (queued, 16,384 samples hold ~0.5 MB of Python floats; folded, 0.13 MB of array)."""
-    recent = store.load_recent(source.name, source.kind, window)
-    for sample in recent:
-        live.add(sample)
+    """The last ``window`` stored samples of ``source``, replayed into ``live`` in bulk
+    and folded in; gives the last one (for ``Source.restore``)."""
+    t_ns, offsets = store.load_recent_arrays(source.name, source.kind, window)
+    if not len(offsets):
+        return []
+    live.replay(t_ns, offsets)
     live.compute()
-    return recent
+    return [Sample(int(t_ns[-1]), float(offsets[-1]))]

@@ -20,6 +20,9 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
 from timemon.analysis.streaming import DEFAULT_WINDOW, StabilityPoint, StreamingStability
 from timemon.source import Sample
 
@@ -38,6 +41,8 @@ FOLD_BATCH = 64
 FOLD_MAX_AGE = 60.0
 YOUNG_MAX_AGE = 5.0
 YOUNG_WINDOW = 32  # samples: past this, the first values exist and batches can grow
+# Samples whose step check ``replay`` does at once (a (chunk, HISTORY) float array).
+REPLAY_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,14 @@ def _median_sorted(ordered: list[float]) -> float:
     return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
+def _median_rows(ordered: np.ndarray) -> np.ndarray:
+    """``_median_sorted`` of each row of a row-sorted 2-D array, with the same arithmetic."""
+    mid = ordered.shape[1] // 2
+    if ordered.shape[1] % 2:
+        return ordered[:, mid]
+    return (ordered[:, mid - 1] + ordered[:, mid]) / 2.0
+
+
 def tau_label(tau: float) -> str:
     """Tau written the shortest way: "1", "16", "0.5" (DESIGN.md)."""
     if float(tau).is_integer():
@@ -126,6 +139,56 @@ class LiveSeries:
         for s in held:
             self._place(s)
         self._place(sample)
+
+    def replay(self, t_ns: np.ndarray, offsets: np.ndarray) -> None:
+        """``add`` of many samples in time order (a restart's stored history), with the
+        same result ~10x faster.  Where the recent history is full and no step check is
+        pending, the check is done for a chunk at once: the median and MAD of the
+        HISTORY offsets before each sample, as ``_level`` computes them, assuming no
+        candidate in between.  Up to the first candidate that holds; the candidate and
+        what follows until the check is clear again go through ``add`` one by one."""
+        n = len(offsets)
+        i = 0
+        while i < n:
+            if self._candidates or len(self._history) < HISTORY:
+                self.add(Sample(int(t_ns[i]), float(offsets[i])))
+                i += 1
+                continue
+            x = np.asarray(offsets[i:i + REPLAY_CHUNK], dtype=float)
+            if not np.isfinite(x).all():  # sorted() and np.sort order NaN differently
+                self.add(Sample(int(t_ns[i]), float(offsets[i])))
+                i += 1
+                continue
+            recent = np.concatenate((np.fromiter(self._history, float, HISTORY), x))
+            before = np.sort(sliding_window_view(recent, HISTORY)[:len(x)], axis=1)
+            median = _median_rows(before)
+            mad = _median_rows(np.sort(np.abs(before - median[:, None]), axis=1))
+            threshold = np.maximum(MIN_STEP, STEP_SIGMAS * 1.4826 * mad)
+            candidate = np.abs(x - median) > threshold
+            k = int(np.argmax(candidate)) if candidate.any() else len(x)
+            self._place_many(np.asarray(t_ns[i:i + k], dtype=np.int64), x[:k])
+            i += k
+            if k < len(x):
+                self.add(Sample(int(t_ns[i]), float(offsets[i])))
+                i += 1
+
+    def _place_many(self, t_ns: np.ndarray, x: np.ndarray) -> None:
+        """``_place`` of each sample, at once: the same slots and gaps."""
+        if not len(x):
+            return
+        if self._last_t_ns is None:
+            self._place(Sample(int(t_ns[0]), float(x[0])))
+            t_ns, x = t_ns[1:], x[1:]
+            if not len(x):
+                return
+        assert self._last_t_ns is not None
+        steps = np.diff(t_ns, prepend=np.int64(self._last_t_ns)) / (self.tau0 * 1e9)
+        gaps = np.clip(np.round(steps), 1, self._stability.window + 1).astype(np.int64) - 1
+        slots = np.full(int(gaps.sum()) + len(x), math.nan)
+        slots[np.cumsum(gaps + 1) - 1] = x
+        self._queue.extend(slots.tolist())
+        self._history.extend(x[-HISTORY:].tolist())
+        self._last_t_ns = int(t_ns[-1])
 
     def _level(self) -> tuple[float, float] | None:
         """(median, step threshold) of the recent offsets, or None while there are few."""

@@ -1,0 +1,98 @@
+"""``LiveSeries.replay`` (a restart's history, in bulk) must leave exactly the state
+that ``add`` for each sample leaves: the same grid, gaps, step checks and statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from timemon import live as live_mod
+from timemon.live import HISTORY, LiveSeries
+from timemon.source import Sample
+
+
+def _history(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets with white noise, spikes, confirmed steps, a drift, lost replies and an
+    outage; times jittered around a 1 s grid."""
+    rng = np.random.default_rng(seed)
+    noise = rng.choice([1e-8, 1e-7, 3e-6])
+    # Half with heavy tails: many offsets near the step threshold, on either side.
+    heavy = rng.random() < 0.5
+    x = noise * rng.standard_t(1.2, n) if heavy else rng.normal(0.0, noise, n)
+    x += 1e-9 * np.arange(n)
+    for _ in range(rng.integers(0, 4)):  # steps: a new level from here on
+        x[rng.integers(0, n):] += rng.choice([-1, 1]) * rng.uniform(20, 200) * max(noise, 1e-6)
+    for _ in range(rng.integers(0, 6)):  # spikes of one or two samples
+        at = rng.integers(0, n - 2)
+        x[at:at + rng.integers(1, 3)] += rng.uniform(50, 500) * max(noise, 1e-6)
+    grid = np.arange(n, dtype=np.int64)
+    keep = rng.random(n) > rng.choice([0.0, 0.02, 0.2])  # lost replies
+    if rng.random() < 0.5:  # an outage
+        start = rng.integers(0, n - 10)
+        keep[start:start + rng.integers(5, 400)] = False
+    t0 = 1_790_000_000 * 10**9
+    t = t0 + grid * 10**9 + rng.integers(0, 40_000_000, n)
+    return t[keep], x[keep]
+
+
+def _state(series: LiveSeries) -> tuple:
+    queue = [("nan" if isinstance(v, float) and math.isnan(v) else v) for v in series._queue]
+    return (queue, list(series._history), list(series._candidates), series.steps,
+            series._last_t_ns)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_replay_leaves_the_state_add_leaves(seed: int, monkeypatch) -> None:
+    rng = np.random.default_rng(1000 + seed)
+    # Small chunks too, so chunk edges fall everywhere.
+    monkeypatch.setattr(live_mod, "REPLAY_CHUNK", int(rng.choice([7, 64, 4096])))
+    t, x = _history(seed, int(rng.integers(50, 3000)))
+    window = int(rng.choice([64, 256, 1024]))
+    one, bulk = LiveSeries(1.0, window), LiveSeries(1.0, window)
+    # Some live samples first on both: the replay continues an existing state.
+    head = int(rng.integers(0, 40))
+    for ti, xi in zip(t[:head], x[:head], strict=True):
+        one.add(Sample(int(ti), float(xi)))
+        bulk.add(Sample(int(ti), float(xi)))
+    for ti, xi in zip(t[head:], x[head:], strict=True):
+        one.add(Sample(int(ti), float(xi)))
+    bulk.replay(t[head:], x[head:])
+    assert _state(bulk) == _state(one)
+    a, b = one.compute(), bulk.compute()
+    assert a == b
+
+
+def test_replay_counts_a_step_in_the_history() -> None:
+    t, x = _history(0, 600)
+    x = np.random.default_rng(5).normal(0.0, 1e-8, 600)
+    x[300:] += 1e-3
+    t = 1_790_000_000 * 10**9 + np.arange(600, dtype=np.int64) * 10**9
+    series = LiveSeries(1.0, 256)
+    series.replay(t, x)
+    assert series.steps == 1
+    assert len(series._history) == HISTORY
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+@pytest.mark.parametrize("nudge", [1 - 1e-12, 1 + 1e-12])
+def test_replay_draws_the_step_line_where_add_does(side: int, nudge: float) -> None:
+    """An offset a hair inside or outside the step threshold: one the bulk check lets
+    through must be one ``add`` lets through (same median and MAD arithmetic).  A bulk
+    candidate goes through ``add`` itself, so only this direction can go wrong."""
+    rng = np.random.default_rng(9)
+    t = 1_790_000_000 * 10**9 + np.arange(40, dtype=np.int64) * 10**9
+    x = rng.normal(0.0, 1e-5, 40)
+    probe = LiveSeries(1.0, 256)
+    for ti, xi in zip(t[:HISTORY], x[:HISTORY], strict=True):
+        probe.add(Sample(int(ti), float(xi)))
+    level = probe._level()
+    assert level is not None and level[1] > live_mod.MIN_STEP
+    x[HISTORY] = level[0] + side * level[1] * nudge
+    one, bulk = LiveSeries(1.0, 256), LiveSeries(1.0, 256)
+    for ti, xi in zip(t[:HISTORY + 1], x[:HISTORY + 1], strict=True):
+        one.add(Sample(int(ti), float(xi)))
+    bulk.replay(t[:HISTORY + 1], x[:HISTORY + 1])  # stop at it: is it held as a candidate?
+    assert len(one._candidates) == (nudge > 1)
+    assert _state(bulk) == _state(one)
