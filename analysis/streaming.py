@@ -11,7 +11,11 @@ recomputed from the buffer, so rounding never accumulates.
 
 Every tau is folded in by the same numpy calls (index arrays with one row per
 tau), so a fold costs a fixed number of numpy calls whatever the number of taus;
-a call per tau per fold was what dominated the cost.
+a call per tau per fold was what dominated the cost.  In the steady state (a full
+window, folds much shorter than it) the index arrays depend only on the window,
+the fold's length and its position modulo BLOCK: ``_Plan`` builds them once for
+every source, and a fold is then some 60 numpy calls (``_fold_steady``).  Other
+folds (filling the window, long outages, short windows) take the general path.
 
 Estimators (NIST SP 1065; tau = m·tau0):
   OADEV^2(m) = sum_i (x[i+2m] − 2x[i+m] + x[i])^2 / (2 m^2 tau0^2 n)             (eq. 11)
@@ -25,6 +29,7 @@ functions of ``timemon.analysis``, and ``n`` counts the terms that remain.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -68,6 +73,16 @@ class StabilityPoint:
     mtie_n: int
 
 
+def _point(tau: float, m: int, adev: float | None, adev_n: int, mdev: float | None,
+           tdev: float | None, mdev_n: int, mtie: float | None, mtie_n: int) -> StabilityPoint:
+    """A StabilityPoint without the frozen dataclass's __init__, which sets each field
+    through object.__setattr__: 3 µs a point, as much as the rest of ``points``."""
+    point = object.__new__(StabilityPoint)
+    point.__dict__.update(tau=tau, m=m, adev=adev, adev_n=adev_n, mdev=mdev, tdev=tdev,
+                          mdev_n=mdev_n, mtie=mtie, mtie_n=mtie_n)
+    return point
+
+
 def _flat(lo: IntArray, length: IntArray) -> tuple[IntArray, IntArray]:
     """Concatenated ranges [lo[r], lo[r] + length[r]) and the row of each element."""
     length = np.maximum(length, 0)
@@ -79,6 +94,150 @@ def _flat(lo: IntArray, length: IntArray) -> tuple[IntArray, IntArray]:
 
 def _columns(width: int) -> IntArray:
     return np.arange(width, dtype=np.int64)[None, :]
+
+
+def _ring_blocks(window: int) -> int:
+    """Size of the per-block rings: the window's blocks, partial ones and a fold's."""
+    return window // BLOCK + 3
+
+
+class _Plan:
+    """Index templates of a steady-state fold of n slots from slot a, a % BLOCK == phase.
+
+    They depend on nothing else (the window, the number of taus, n, the phase), so one
+    plan serves every such fold of every source, and a fold is a fixed, small number of
+    numpy calls.  Slot offsets are from a, or from u0 · BLOCK (u0 = a // BLOCK, the first
+    block holding new slots) for MTIE.
+    """
+
+    def __init__(self, window: int, k: int, n: int, phase: int) -> None:
+        w = window
+        ms = np.array([1 << q for q in range(k)], dtype=np.int64)
+        col = ms[:, None]
+        self.cols = np.arange(n, dtype=np.int64)
+        # OADEV/MDEV.  Four runs of n second differences d(i) = x[i] − 2x[i+m] + x[i+2m] per
+        # tau, from i = a − 3m and a − 2m (new side: the MDEV inner sums move in by
+        # d(a − 2m + c) − d(a − 3m + c); the OADEV terms in are d(a − 2m + c)) and from
+        # i = a − w and a − w + m (old side: the MDEV sums move out, the OADEV terms out
+        # are d(a − w + c)).  Each side reads x at four slots m apart: (2, 4, k, 1).
+        steps = np.arange(4)[:, None, None]
+        self.x_off = np.stack((-3 * col + steps * col, -w + steps * col))
+        # Terms of (OADEV: the runs in and out after a zero column; MDEV: the cumulated
+        # runs after the anchors) that are summed: OADEV 1..n; MDEV in 1..n, out 0..n−1.
+        self.terms = np.ones((2, 2, 1, n + 1), dtype=bool)
+        self.terms[0, :, 0, 0] = self.terms[1, 0, 0, 0] = self.terms[1, 1, 0, n] = False
+        # Least squares: weights 1 and c (gap-free folds); t from a − epoch (with gaps).
+        self.ls_c = np.stack((np.ones(n), self.cols.astype(np.float64)))
+        self.ls_t = np.stack((self.cols, self.cols - w)).astype(np.float64)
+        self._mtie(w, k, n, phase, ms)
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    def _mtie(self, w: int, k: int, n: int, phase: int, ms: IntArray) -> None:
+        """MTIE: the ranges of the new positions k = a − m + c (c < n) of every tau and of
+        the head's, the positions of the window's first block from its first slot
+        a + n − w on (first position r0 in block hb from u0; the same for every tau).
+        With r0 = 0 the first block lost no position: its block maximum stands, no head.
+
+        All slots are gathered in one (x, −x) array ``work`` (so that every extremum is a
+        max and a range a sum): per column region, and then a range is the max of three
+        of its cells, gathered by ``range_col`` (3, k, width).
+        """
+        self.nb = (phase + n - 1) // BLOCK + 1  # blocks holding new slots
+        self.hb, self.r0 = divmod(phase + n - w, BLOCK)
+        self.n_head = BLOCK - self.r0 if self.r0 else 0
+        self.width = width = n + self.n_head  # a row of ranges: new positions, the head's
+        c = np.arange(width)
+        new = c < n
+        blocks = np.arange(self.nb, dtype=np.int64)
+        self.blocks = blocks
+        in_block = np.arange(BLOCK)
+        short, long_ = ms[ms < BLOCK], ms[ms >= BLOCK]
+        top = int(short.max())  # (m = 1 is always there)
+        gather = []
+        # Short taus (m = 2^q < BLOCK): extrema of 2^q-slot runs by doubling (level q: one
+        # region of short_len columns) over the slots of the new positions and the head's;
+        # [k, k + m] joins the runs at k and k + 1.
+        self.levels = top.bit_length()
+        gather.append(phase + np.arange(-top, n))
+        if self.n_head:
+            gather.append(phase + n - w + np.arange(self.n_head + top))
+        self.short_len = sum(g.size for g in gather)
+        # Shared by the long taus: the new slots' blocks (prefix extrema; the block
+        # summaries) and the head block reversed (suffix extrema).
+        self.c_shared = self.short_len
+        gather.append((blocks[:, None] * BLOCK + in_block).ravel())
+        if self.n_head:
+            gather.append(self.hb * BLOCK + BLOCK - 1 - in_block)
+        self.summary_col = self.c_shared + blocks * BLOCK + BLOCK - 1
+        self.summary_col[-1] = self.c_shared + (self.nb - 1) * BLOCK + (phase + n - 1) % BLOCK
+        # Long taus (m a multiple of BLOCK): [k, k + m] is the suffix of k's block u, the
+        # blocks u + 1 .. u + m/BLOCK − 1 (summaries) and the prefix of block u + m/BLOCK.
+        # Per tau: its new positions' blocks (reversed) and the head's prefix block.
+        c_long = sum(g.size for g in gather)
+        per_long = (self.nb + (1 if self.n_head else 0)) * BLOCK
+        for m in long_.tolist():
+            gather.append((blocks[:, None] * BLOCK + BLOCK - 1 - in_block).ravel() - m)
+            if self.n_head:
+                gather.append(self.hb * BLOCK + m + in_block)
+        self.gather = np.concatenate(gather)
+        self.c_mid = self.gather.size
+        # Middle spans of the long taus with m ≥ 2·BLOCK: reduceat pairs into the doubled
+        # ring of block summaries from the head block's cell, per new block, then the head.
+        span = long_[long_ >= 2 * BLOCK] // BLOCK
+        per_mid = self.nb + (1 if self.n_head else 0)
+        first = 1 - span[:, None] + blocks - self.hb
+        if self.n_head:
+            first = np.concatenate((first, np.ones((span.size, 1), dtype=np.int64)), axis=1)
+        self.mid_pairs = np.stack((first, first + span[:, None] - 1), axis=2).ravel()
+        self.c_none = self.c_mid + self.mid_pairs.size  # a −inf column: an empty middle
+        self.c_levels = self.c_none + 1  # levels 1.. of the short taus
+        self.columns = self.c_levels + (self.levels - 1) * self.short_len
+
+        def level(q: int) -> int:
+            return 0 if q == 0 else self.c_levels + (q - 1) * self.short_len
+
+        range_col = np.empty((3, k, width), dtype=np.int64)
+        for row, m in enumerate(ms.tolist()):
+            if m < BLOCK:
+                at = level(m.bit_length() - 1) + np.where(new, top - m + c, top + c)
+                range_col[:, row] = (at, at + 1, at + 1)
+                continue
+            t = row - short.size
+            p = phase + c  # new position c: its slot less m, from u0 · BLOCK
+            r = np.where(new, p % BLOCK, self.r0 + c - n)  # its place in its block
+            own = np.where(new, p // BLOCK * BLOCK + BLOCK - 1 - r, self.nb * BLOCK + r)
+            range_col[0, row] = c_long + t * per_long + own
+            mid = np.where(new, p // BLOCK, self.nb)
+            t_mid = t - (long_.size - span.size)
+            range_col[1, row] = (self.c_mid + 2 * (t_mid * per_mid + mid) if t_mid >= 0
+                                 else self.c_none)
+            range_col[2, row] = self.c_shared + np.where(new, p, (self.nb + 1) * BLOCK - 1 - r)
+        self.range_col = range_col
+        # Block maxima: reduceat pairs over the rows of ranges (one spare cell at the end):
+        # per tau and block of new positions, then each tau's head positions.
+        rows = np.repeat(np.arange(k), n)
+        block_of = ((phase - ms[:, None] + self.cols) // BLOCK).ravel()  # from u0
+        cell = rows * width + np.tile(self.cols, k)
+        cut = np.flatnonzero(np.concatenate(
+            ([True], (block_of[1:] != block_of[:-1]) | (rows[1:] != rows[:-1]))))
+        end = np.append(cut[1:], rows.size)
+        lo, hi = cell[cut], cell[end - 1] + 1
+        if self.n_head:
+            head = np.arange(k) * width + n
+            lo, hi = np.concatenate((lo, head)), np.concatenate((hi, head + self.n_head))
+        self.seg_pairs = np.stack((lo, hi), axis=1).ravel()
+        self.n_seg = cut.size
+        self.seg_block = block_of[cut]
+        self.seg_row = rows[cut] * _ring_blocks(w)  # offset of the row in the rings
+
+
+@functools.lru_cache(maxsize=128)
+def _plan(window: int, k: int, n: int, phase: int) -> _Plan:
+    # (A plan takes about a millisecond to build and 50 kB at 64-slot folds of the default
+    # window; sources fold at their own phase, so there are up to BLOCK plans per length.)
+    return _Plan(window, k, n, phase)
 
 
 class StreamingStability:
@@ -99,12 +258,18 @@ class StreamingStability:
         self.max_m = max_m
         self.ms = octave_ms(window, max_m)
         self._m = np.array(self.ms, dtype=np.int64)
+        tau = self._m * tau0
+        self._tau_list = tau.tolist()
+        self._dev_scale = np.stack((tau, self._m * tau))  # OADEV: tau; MDEV: m · tau
+        self._tdev_scale = tau / math.sqrt(3.0)
         # Slots folded in between two compactions (each copies the window once): small,
         # as it is memory held by every source.
         self._spare = max(window // 32, BLOCK)
-        self._buf = np.empty(window + self._spare)
+        self._room = window + self._spare
+        # (BLOCK slots more: a steady fold reads the newest block whole, past the last slot)
+        self._buf = np.zeros(self._room + BLOCK)
         self._pending: list[float] = []
-        self._blocks = window // BLOCK + 3  # ring sizes, in blocks
+        self._blocks = _ring_blocks(window)  # ring sizes, in blocks
         self.reset()
 
     def reset(self) -> None:
@@ -115,35 +280,37 @@ class StreamingStability:
         self._pending = []
         self._reference: float | None = None  # subtracted from phase: keeps sums well scaled
         self._since_recompute = 0
-        self._adev_sum = np.zeros(k)
-        self._adev_n = np.zeros(k, dtype=np.int64)
-        self._mdev_sum = np.zeros(k)
-        self._mdev_n = np.zeros(k, dtype=np.int64)
+        # Sums of the OADEV and MDEV terms and their counts (rows of (2, k) arrays).
+        self._sums = np.zeros((2, k))
+        self._counts = np.zeros((2, k), dtype=np.int64)
+        self._adev_sum, self._mdev_sum = self._sums
+        self._adev_n, self._mdev_n = self._counts
         # MDEV inner sums sum_{i=j}^{j+m−1} d2(i) as (j, NaN-free sum, NaN count) for the
         # newest term in the sum and for the oldest (j = NONE: none): each moves on by one
         # entering and one leaving second difference per slot.
-        self._new_j = np.full(k, NONE, dtype=np.int64)
-        self._new_s = np.zeros(k)
-        self._new_bad = np.zeros(k, dtype=np.int64)
-        self._old_j = np.full(k, NONE, dtype=np.int64)
-        self._old_s = np.zeros(k)
-        self._old_bad = np.zeros(k, dtype=np.int64)
+        # Rows of (2, k) arrays, so that a steady fold moves both anchors at once.
+        self._anchor_j = np.full((2, k), NONE, dtype=np.int64)
+        self._anchor_s = np.zeros((2, k))
+        self._anchor_bad = np.zeros((2, k), dtype=np.int64)
+        self._new_j, self._old_j = self._anchor_j
+        self._new_s, self._old_s = self._anchor_s
+        self._new_bad, self._old_bad = self._anchor_bad
+        self._anchored = False  # anchors known to be the window's ends (steady folds)
+        self._anchor_gaps: bool | None = None  # whether an anchor sum has a gap (None: unknown)
         # MTIE: per tau, the largest range and the count of gap-free windows among the
         # window positions of each block, in a ring indexed by absolute block number.
         self._mtie_max = np.full((k, self._blocks), np.nan)
         # (uint8: a block holds at most BLOCK = 64 positions; a quarter of the memory)
         self._mtie_valid = np.zeros((k, self._blocks), dtype=np.uint8)
-        # Phase summaries per block of slots: max and min, NaN when the block has a gap.
-        self._bmax = np.full(self._blocks, np.nan)
-        self._bmin = np.full(self._blocks, np.nan)
+        # Phase summaries per block of slots: max and −min (every extremum a max), NaN when
+        # the block has a gap; the ring twice over, so that a span of blocks is contiguous.
+        self._bsum = np.full((2, 2 * self._blocks), np.nan)
         # Least-squares sums for the frequency offset: n, Σt, Σx, Σt², Σtx over the gap-free
         # slots of the window, t in slots from _epoch (reset at each recompute, so t stays
         # below two windows and the sums keep their precision).
         self._epoch = 0
         self._ls = np.zeros(5)
-        # MTIE of the window's first block (partly evicted), from the last fold.
-        self._head_best = np.full(k, -np.inf)
-        self._head_count = np.zeros(k, dtype=np.int64)
+        self._points: list[StabilityPoint] | None = None  # of the state folded in
 
     # -- input --------------------------------------------------------------------
 
@@ -279,8 +446,10 @@ class StreamingStability:
         blocks_max = np.concatenate((np.full(head, -np.inf), x, np.full(tail, -np.inf)))
         blocks_min = np.concatenate((np.full(head, np.inf), x, np.full(tail, np.inf)))
         ring = np.arange(first, last) % self._blocks
-        self._bmax[ring] = np.maximum.reduce(blocks_max.reshape(-1, BLOCK), axis=1)
-        self._bmin[ring] = np.minimum.reduce(blocks_min.reshape(-1, BLOCK), axis=1)
+        summary = np.stack((np.maximum.reduce(blocks_max.reshape(-1, BLOCK), axis=1),
+                            -np.minimum.reduce(blocks_min.reshape(-1, BLOCK), axis=1)))
+        self._bsum[:, ring] = summary
+        self._bsum[:, ring + self._blocks] = summary
 
     def _span_extrema(self, p: IntArray, q: IntArray) -> tuple[FloatArray, FloatArray]:
         """Max and min of the phase over slots [p[r], q[r]) (non-empty), NaN where the
@@ -296,8 +465,8 @@ class StreamingStability:
             cols = _columns(int(nfull.max()))
             inside = cols < nfull[:, None]
             ring = ((c // BLOCK)[:, None] + cols) % self._blocks
-            top = np.maximum(top, np.where(inside, self._bmax[ring], -np.inf).max(axis=1))
-            bottom = np.minimum(bottom, np.where(inside, self._bmin[ring], np.inf).min(axis=1))
+            top = np.maximum(top, np.where(inside, self._bsum[0, ring], -np.inf).max(axis=1))
+            bottom = np.minimum(bottom, -np.where(inside, self._bsum[1, ring], -np.inf).max(axis=1))
         return top, bottom
 
     def _slot_extrema(self, p: IntArray, q: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -392,20 +561,32 @@ class StreamingStability:
         ok = np.isfinite(x)
         t = np.arange(lo - self._epoch, hi - self._epoch, dtype=np.float64)[ok]
         x = x[ok]
-        return np.array([t.size, t.sum(), x.sum(), np.dot(t, t), np.dot(t, x)])
+        # (Sums of products, not np.dot: BLAS may thread a long dot, which stalls for
+        # milliseconds when the other cores are busy.)
+        return np.array([t.size, t.sum(), x.sum(), (t * t).sum(), (t * x).sum()])
 
     def _mtie_fold(self, lo: IntArray, hi: IntArray, head_lo: int, head_hi: IntArray) -> None:
         """Fold the ranges of window positions [lo, hi) of every tau into the block maxima,
-        and summarise the positions [head_lo, head_hi) of the window's first block, which
-        is partly evicted: its block maximum also holds positions that left the window."""
+        and summarise the positions [head_lo, head_hi) of the window's first block anew: it
+        is partly evicted, so its block maximum held positions that left the window."""
         k = self._m.size
         n = np.maximum(hi - lo, 0)
         head_n = np.maximum(head_hi - head_lo, 0)
         rows = np.flatnonzero(np.concatenate((n, head_n)) > 0)
-        self._head_best = np.full(k, -np.inf)
-        self._head_count = np.zeros(k, dtype=np.int64)
-        if not rows.size:
-            return
+        head_best = np.full(k, -np.inf)
+        head_count = np.zeros(k, dtype=np.int64)
+        if rows.size:
+            self._mtie_positions(rows, lo, n, head_lo, head_n, head_best, head_count)
+        # (after the new positions, which may be in the head block: it covers them)
+        head_cell = (head_lo // BLOCK) % self._blocks
+        self._mtie_max[:, head_cell] = head_best
+        self._mtie_valid[:, head_cell] = head_count
+
+    def _mtie_positions(self, rows: IntArray, lo: IntArray, n: IntArray, head_lo: int,
+                        head_n: IntArray, head_best: FloatArray, head_count: IntArray) -> None:
+        """``_mtie_fold`` for the rows (tau rows, then k + tau rows for the head) that
+        have positions: the block maxima, and the head's summary into head_best/count."""
+        k = self._m.size
         starts_at = np.concatenate((lo, np.full(k, head_lo, dtype=np.int64)))[rows]
         tau_rows = rows % k
         r = self._ranges(tau_rows, starts_at, np.concatenate((n, head_n))[rows])
@@ -413,8 +594,8 @@ class StreamingStability:
         if is_head.any():
             h = r[is_head]
             ok = np.isfinite(h)
-            self._head_best[tau_rows[is_head]] = np.where(ok, h, -np.inf).max(axis=1)
-            self._head_count[tau_rows[is_head]] = ok.sum(axis=1)
+            head_best[tau_rows[is_head]] = np.where(ok, h, -np.inf).max(axis=1)
+            head_count[tau_rows[is_head]] = ok.sum(axis=1)
         new = ~is_head
         if not new.any():
             return
@@ -434,14 +615,9 @@ class StreamingStability:
 
     def _mtie(self) -> tuple[FloatArray, IntArray]:
         """MTIE over the window per tau (NaN when no window is gap-free) and the number
-        of gap-free windows: the block maxima, the first block's from the last fold."""
-        first = (self._start // BLOCK) % self._blocks
-        blocks = self._mtie_max.copy()
-        valid = self._mtie_valid.copy()
-        blocks[:, first] = self._head_best
-        valid[:, first] = self._head_count
-        count = valid.sum(axis=1, dtype=np.int64)
-        best = np.fmax.reduce(blocks, axis=1)
+        of gap-free windows, from the block maxima."""
+        count = self._mtie_valid.sum(axis=1, dtype=np.uint32)  # (≤ window; faster than int64)
+        best = np.fmax.reduce(self._mtie_max, axis=1)
         best[count == 0] = np.nan
         return best, count
 
@@ -454,12 +630,10 @@ class StreamingStability:
         a = self._total
         b = a + new.size
         start_old, start_new = max(0, a - w), max(0, b - w)
-        # Make room: keep the window's slots [start_old, a) at the front of the buffer.
-        used = a - self._base
-        if used + new.size > self._buf.size:
-            keep = a - start_old
-            self._buf[:keep] = self._buf[used - keep:used]
-            self._base = start_old
+        self._make_room(a, new.size)
+        self._anchored = False
+        self._anchor_gaps = None
+        self._points = None
         self._buf[a - self._base:b - self._base] = new
         self._total = b
         self._summarise_blocks(a, b)
@@ -483,11 +657,167 @@ class StreamingStability:
                         np.minimum(start_new, a - 3 * m + 1), a - 3 * m,
                         np.maximum(start_new, a - 3 * m + 1), b - 3 * m + 1)
         # MTIE: clear blocks that left the window entirely, then add new positions.
-        gone = np.arange(start_old // BLOCK, start_new // BLOCK) % self._blocks
-        self._mtie_max[:, gone] = np.nan
-        self._mtie_valid[:, gone] = 0
+        if start_new // BLOCK > start_old // BLOCK:
+            self._clear_blocks(start_old // BLOCK, start_new // BLOCK)
         head_end = np.minimum(b - m, (start_new // BLOCK + 1) * BLOCK)
         self._mtie_fold(np.maximum(start_new, a - m), b - m, start_new, head_end)
+
+    def _make_room(self, a: int, n: int) -> None:
+        """Before adding n slots at a: keep the window's slots at the front of the buffer."""
+        used = a - self._base
+        if used + n > self._room:
+            start = max(0, a - self.window)
+            keep = a - start
+            self._buf[:keep] = self._buf[used - keep:used]
+            self._base = start
+
+    def _steady_plan(self, n: int) -> _Plan | None:
+        """The plan of a fold of n slots if it is a steady-state one: the window was full,
+        every tau's terms leaving and entering are whole runs, the window's first block
+        and the new positions are apart, and the MDEV anchors are the window's ends."""
+        a, w = self._total, self.window
+        big = self.ms[-1]
+        if a < w or n + 3 * big > w + 1 or n + big + BLOCK > w:
+            return None
+        if not self._anchored:
+            new_j, old_j = self._anchor_j
+            if not (np.array_equal(new_j, a - 3 * self._m) and bool((old_j == a - w).all())):
+                return None
+            self._anchored = True
+        return _plan(w, self._m.size, n, a % BLOCK)
+
+    def _fold_steady(self, new: FloatArray, plan: _Plan) -> None:
+        """``_fold`` in the steady state: the same sums by a fixed number of numpy calls on
+        the plan's templates.  The second differences that enter and leave OADEV are the
+        ones the MDEV inner sums move by, so both come from one gather."""
+        w, n, k = self.window, new.size, self._m.size
+        a = self._total
+        self._make_room(a, n)
+        buf = self._buf
+        at = a - self._base
+        buf[at:at + n] = new
+        self._total = a + n
+        self._points = None
+        x = np.take(buf, plan.x_off + (at + plan.cols))  # (side, 4, k, n)
+        d = x[:, 2:] - 2.0 * x[:, 1:3]
+        d += x[:, :2]  # (side, run, k, n): runs a − 3m, a − 2m; a − w, a − w + m
+        if self._anchor_gaps is None:
+            self._anchor_gaps = bool(self._anchor_bad.any())
+        clean = not self._anchor_gaps and math.isfinite(d.sum())  # no gap in any term
+        if not clean:
+            self._anchor_gaps = None  # (known after the fold)
+            bad = ~np.isfinite(d)
+            d[bad] = 0.0
+        # terms[0]: OADEV terms in (d(a − 2m + c)) and out (d(a − w + c)); terms[1]: MDEV
+        # inner sums, anchor + cumulated moves, newest (in) and oldest (out).
+        terms = np.empty((2, 2, k, n + 1))
+        terms[0, :, :, 0] = 0.0
+        terms[0, :, :, 1:] = d.reshape(4, k, n)[1:3]
+        terms[1, :, :, 0] = self._anchor_s
+        np.subtract(d[:, 1], d[:, 0], out=terms[1, :, :, 1:])
+        np.cumsum(terms[1], axis=2, out=terms[1])
+        self._anchor_s[:] = terms[1, :, :, n]
+        self._anchor_j += n
+        np.square(terms, out=terms)
+        terms *= plan.terms
+        if not clean:  # counts move; MDEV terms with a gap are out
+            nbad = bad.reshape(4, k, n)[1:3].sum(axis=2)
+            sb = np.empty((2, k, n + 1), dtype=np.int64)
+            sb[:, :, 0] = self._anchor_bad
+            np.subtract(bad[:, 1], bad[:, 0], out=sb[:, :, 1:], dtype=np.int64)
+            np.cumsum(sb, axis=2, out=sb)
+            self._anchor_bad[:] = sb[:, :, n]
+            used = sb == 0
+            used &= plan.terms[1]
+            terms[1] *= used
+            count = used.sum(axis=2)
+            self._counts += (nbad[1] - nbad[0], count[0] - count[1])
+        total = terms.sum(axis=3)
+        self._sums += total[:, 0] - total[:, 1]
+        # Least squares: the slots in (x[a + c]) and out (x[a − w + c]) are in the gather.
+        slots = x.reshape(8, k * n)[3:5, :n]  # (m = 1: x[a + c] and x[a − w + c])
+        t0 = a - self._epoch  # t of slot a
+        if clean:
+            # Σx and Σcx in and out; n, Σt and Σt² move by whole numbers (exact).
+            (sx_in, scx_in), (sx_out, scx_out) = (slots[:, None] * plan.ls_c).sum(axis=2).tolist()
+            st_in = n * t0 + n * (n - 1) // 2
+            self._ls += (0.0, float(n * w), sx_in - sx_out, float(w * (2 * st_in - n * w)),
+                         t0 * (sx_in - sx_out) + (scx_in - scx_out) + w * sx_out)
+        else:
+            ok = np.isfinite(slots)
+            v = np.empty((2, 5, n))
+            v[:, 0] = ok
+            np.multiply(plan.ls_t + float(t0), ok, out=v[:, 1])
+            np.copyto(v[:, 2], slots)
+            v[:, 2][~ok] = 0.0
+            np.multiply(v[:, 1], v[:, 1], out=v[:, 3])
+            np.multiply(v[:, 1], v[:, 2], out=v[:, 4])
+            sums = v.sum(axis=2)
+            self._ls += sums[0] - sums[1]
+        # MTIE: clear the blocks that left the window (first: the ring reuses their cells),
+        # then the ranges of the new positions and of the head's.
+        gone0, gone1 = (a - w) // BLOCK, (a + n - w) // BLOCK
+        if gone1 > gone0:
+            self._clear_blocks(gone0, gone1)
+        self._mtie_steady(plan, a)
+
+    def _clear_blocks(self, first: int, end: int) -> None:
+        """Empty the MTIE block maxima of blocks [first, end) (gone from the window)."""
+        lo, hi = first % self._blocks, end % self._blocks
+        if lo < hi:  # (a slice: no index array)
+            self._mtie_max[:, lo:hi] = np.nan
+            self._mtie_valid[:, lo:hi] = 0
+        else:
+            cells = np.arange(first, end) % self._blocks
+            self._mtie_max[:, cells] = np.nan
+            self._mtie_valid[:, cells] = 0
+
+    def _mtie_steady(self, plan: _Plan, a: int) -> None:
+        """MTIE part of ``_fold_steady`` (the new slots in the buffer): the block summaries
+        of the new slots' blocks, the ranges of every tau's new positions into the block
+        maxima, and the head's (the window's first block) summarised anew.  See _Plan."""
+        ring, k = self._blocks, self._m.size
+        u0 = a // BLOCK
+        head_cell = (u0 + plan.hb) % ring
+        work = np.empty((2, plan.columns))
+        gathered = plan.gather.size
+        # (The head block may start up to BLOCK − 1 slots before the buffer: those negative
+        # offsets read its end, and are never used.)
+        np.take(self._buf, plan.gather + (u0 * BLOCK - self._base), out=work[0, :gathered])
+        np.negative(work[0, :gathered], out=work[1, :gathered])
+        blocks = work[:, plan.c_shared:gathered].reshape(2, -1, BLOCK)
+        np.maximum.accumulate(blocks, axis=2, out=blocks)
+        summary = work[:, plan.summary_col]
+        cells = (u0 + plan.blocks) % ring
+        self._bsum[:, cells] = summary
+        self._bsum[:, cells + ring] = summary
+        if plan.mid_pairs.size:
+            np.maximum.reduceat(self._bsum, plan.mid_pairs + head_cell, axis=1,
+                                out=work[:, plan.c_mid:plan.c_none])
+        work[:, plan.c_none] = -np.inf
+        valid, src = plan.short_len, 0
+        for q in range(plan.levels - 1):  # level q + 1: runs of 2^(q+1) slots
+            span, dst = 1 << q, plan.c_levels + q * plan.short_len
+            np.maximum(work[:, src:src + valid - span], work[:, src + span:src + valid],
+                       out=work[:, dst:dst + valid - span])
+            valid, src = valid - span, dst
+        g = np.take(work, plan.range_col, axis=1)  # (x / −x, 3, k, width)
+        top = np.maximum(g[:, 0], g[:, 1])
+        np.maximum(top, g[:, 2], out=top)
+        ranges = np.empty(k * plan.width + 1)  # (one spare cell: the last reduceat index)
+        ranges[-1] = np.nan
+        np.add(top[0], top[1], out=ranges[:-1].reshape(k, plan.width))
+        # Block maxima of the new positions; the head's best and count.
+        maxima = np.fmax.reduceat(ranges, plan.seg_pairs)[::2]
+        count = np.add.reduceat(np.isfinite(ranges), plan.seg_pairs, dtype=np.uint8)[::2]
+        seg = plan.n_seg
+        cells = plan.seg_row + (plan.seg_block + u0) % ring
+        mtie_max = self._mtie_max.ravel()
+        mtie_max[cells] = np.fmax(mtie_max[cells], maxima[:seg])
+        self._mtie_valid.ravel()[cells] += count[:seg]
+        if plan.n_head:
+            self._mtie_max[:, head_cell] = maxima[seg:]  # (NaN when none is gap-free)
+            self._mtie_valid[:, head_cell] = count[seg:]
 
     def _recompute(self) -> None:
         """ADEV, MDEV and least-squares sums from the buffer, from scratch (bounds rounding
@@ -499,10 +829,14 @@ class StreamingStability:
         self._new_j[:] = NONE
         self._old_j[:] = NONE
         for row, m in enumerate(self.ms):
+            if x.size <= 2 * m:  # no term yet (x[:x.size − 2m] would count from the end)
+                self._adev_sum[row] = self._mdev_sum[row] = 0.0
+                self._adev_n[row] = self._mdev_n[row] = 0
+                continue
             d2 = x[2 * m:] - 2.0 * x[m:x.size - m] + x[:x.size - 2 * m]
             ok = np.isfinite(d2)
             v = d2[ok]
-            self._adev_sum[row], self._adev_n[row] = float(np.dot(v, v)), int(v.size)
+            self._adev_sum[row], self._adev_n[row] = float(np.square(v).sum()), int(v.size)
             terms = d2.size - m + 1  # MDEV terms j = start .. b − 3m
             if terms <= 0:
                 self._mdev_sum[row], self._mdev_n[row] = 0.0, 0
@@ -514,12 +848,15 @@ class StreamingStability:
             inner = run[m:m + terms] - run[:terms]
             inner_bad = bad[m:m + terms] - bad[:terms]
             good = inner[inner_bad == 0]
-            self._mdev_sum[row], self._mdev_n[row] = float(np.dot(good, good)), int(good.size)
+            self._mdev_sum[row], self._mdev_n[row] = float(np.square(good).sum()), int(good.size)
             self._new_j[row] = start + terms - 1
             self._new_s[row], self._new_bad[row] = inner[-1], inner_bad[-1]
             self._old_j[row] = start
             self._old_s[row], self._old_bad[row] = inner[0], inner_bad[0]
         self._since_recompute = 0
+        self._anchored = False  # (they are the window's ends: checked by the next fold)
+        self._anchor_gaps = None
+        self._points = None
 
     def _load(self, new: FloatArray) -> None:
         """Take many slots at once (a restart's history, a long outage): keep the last
@@ -547,7 +884,12 @@ class StreamingStability:
             self._load(new)
             return
         for lo in range(0, new.size, self._spare):
-            self._fold(new[lo:lo + self._spare])
+            chunk = new[lo:lo + self._spare]
+            plan = self._steady_plan(chunk.size)
+            if plan is None:
+                self._fold(chunk)
+            else:
+                self._fold_steady(chunk, plan)
         self._since_recompute += new.size
         if self._since_recompute >= self.window:
             self._recompute()
@@ -556,22 +898,25 @@ class StreamingStability:
 
     def points(self) -> list[StabilityPoint]:
         self.update()
+        if self._points is None:
+            self._points = self._make_points()
+        return list(self._points)
+
+    def _make_points(self) -> list[StabilityPoint]:
         mtie, mtie_n = self._mtie()
-        out = []
-        for row, m in enumerate(self.ms):
-            tau = m * self.tau0
-            adev = mdev = tdev = None
-            adev_n, mdev_n = int(self._adev_n[row]), int(self._mdev_n[row])
-            if adev_n >= MIN_TERMS:
-                adev = math.sqrt(max(float(self._adev_sum[row]), 0.0) / (2.0 * adev_n)) / tau
-            if mdev_n >= MIN_TERMS:
-                mdev = (math.sqrt(max(float(self._mdev_sum[row]), 0.0) / (2.0 * mdev_n))
-                        / (m * tau))
-                tdev = tau / math.sqrt(3.0) * mdev
-            n = int(mtie_n[row])
-            value = float(mtie[row]) if n >= MIN_TERMS else None
-            out.append(StabilityPoint(tau, m, adev, adev_n, mdev, tdev, mdev_n, value, n))
-        return out
+        # OADEV and MDEV for every tau at once: the operations of the float formulas
+        # (NumPy's sqrt and division round as math's do); below MIN_TERMS terms: None.
+        dev = (np.sqrt(np.maximum(self._sums, 0.0) / (2.0 * np.maximum(self._counts, 1)))
+               / self._dev_scale)
+        values = np.concatenate((dev, dev[1:] * self._tdev_scale, mtie[None]))
+        adev, mdev, tdev, mtie = values.tolist()
+        (adev_n, mdev_n), mtie_n = self._counts.tolist(), mtie_n.tolist()
+        return [_point(t, m, a if an >= MIN_TERMS else None, an,
+                       md if mn >= MIN_TERMS else None, td if mn >= MIN_TERMS else None, mn,
+                       mt if tn >= MIN_TERMS else None, tn)
+                for t, m, a, an, md, td, mn, mt, tn in zip(
+                    self._tau_list, self.ms, adev, adev_n, mdev, tdev, mdev_n, mtie, mtie_n,
+                    strict=True)]
 
     def frequency_offset(self) -> float | None:
         """Least-squares slope of phase over the window (fractional frequency, s/s)."""

@@ -107,6 +107,93 @@ def test_streaming_equals_batch_for_random_windows_batches_and_gaps(seed: int) -
     assert checked > 200
 
 
+class _GeneralOnly(StreamingStability):
+    """The general fold path only: the reference for the steady-state fast path."""
+
+    def _steady_plan(self, n: int) -> None:
+        return None
+
+
+def _spy_steady_folds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Records (fold length, whether the window's first block was summarised anew) of
+    every steady-state fold."""
+    seen: list[tuple[int, bool]] = []
+    fold = StreamingStability._fold_steady
+
+    def spy(self: StreamingStability, new: np.ndarray, plan: object) -> None:
+        seen.append((new.size, bool(plan.n_head)))  # type: ignore[attr-defined]
+        fold(self, new, plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(StreamingStability, "_fold_steady", spy)
+    return seen
+
+
+@pytest.mark.parametrize("window", [640, 1000, 4096])
+def test_steady_folds_equal_batch_and_the_general_path(
+        window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The steady-state path (full window, folds much shorter than it) against the batch
+    functions, a least-squares fit and the general path on the same stream: fold lengths
+    that keep the window block-aligned or not, gap-free folds and folds with gaps or an
+    outage, and MTIE (block maxima) identical."""
+    seen = _spy_steady_folds(monkeypatch)
+    rng = np.random.default_rng(window)
+    n = 4 * window
+    gaps = list(rng.choice(n, size=12, replace=False)) + list(range(2 * window, 2 * window + 90))
+    x = random_walk_phase(n, seed=window, gaps=tuple(int(g) for g in gaps))
+    x += np.arange(n) * 3e-8  # a frequency offset
+    fast, general = StreamingStability(1.0, window), _GeneralOnly(1.0, window)
+    i, checked = 0, 0
+    while i < n:
+        size = int(rng.choice([1, 5, 16, 64, 64, 64, 128, 200]))
+        if rng.random() < 0.2:  # then the window starts at a block's first slot
+            size = (window - i) % 64 or 64
+        for v in x[i:i + size]:
+            fast.append(float(v))
+            general.append(float(v))
+        i += size
+        fast.update()
+        general.update()
+        seen_window = x[:i][-window:]
+        if i > window and (rng.random() < 0.08 or i >= n):
+            checked += assert_matches_batch(fast, seen_window)
+            assert fast.frequency_offset() == pytest.approx(
+                least_squares_slope(seen_window, 1.0), rel=1e-8, abs=1e-15)
+        for p, q in zip(fast.points(), general.points(), strict=True):
+            assert (p.adev_n, p.mdev_n, p.mtie_n, p.mtie) == (q.adev_n, q.mdev_n, q.mtie_n, q.mtie)
+            for attr in ("adev", "mdev", "tdev"):
+                if getattr(q, attr) is None:  # too few terms
+                    assert getattr(p, attr) is None
+                else:
+                    assert getattr(p, attr) == pytest.approx(getattr(q, attr), rel=1e-9)
+    assert checked > 20
+    assert len(seen) > 0.6 * n / 64
+    assert {head for _size, head in seen} == {False, True}  # both kinds of first block
+    assert {1, 64} <= {size for size, _head in seen}
+
+
+def test_a_first_fold_shorter_than_the_longest_tau_terms() -> None:
+    # Half a window folded at once (the history path) with fewer slots than 2m for the
+    # longest tau: that tau has no term yet (this used to fail in the recomputation).
+    x = random_walk_phase(60, seed=4)
+    stream = StreamingStability(tau0=1.0, window=100)
+    for value in x:
+        stream.append(float(value))
+    assert_matches_batch(stream, x)
+    assert stream.points()[-1].adev is None
+
+
+def test_points_are_plain_stability_points() -> None:
+    from timemon.analysis.streaming import StabilityPoint
+
+    stream = StreamingStability(tau0=1.0, window=256)
+    for value in random_walk_phase(300, seed=6):
+        stream.append(float(value))
+    for p in stream.points():
+        fields = (p.tau, p.m, p.adev, p.adev_n, p.mdev, p.tdev, p.mdev_n, p.mtie, p.mtie_n)
+        assert p == StabilityPoint(*fields) and hash(p) == hash(StabilityPoint(*fields))
+        assert type(p.adev_n) is int and type(p.mtie_n) is int and type(p.adev) is float
+
+
 def test_running_sums_do_not_drift_over_many_windows() -> None:
     # 40 window lengths of data through a small window, with a large phase offset:
     # the periodic recomputation keeps the running sums exact.
