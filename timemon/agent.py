@@ -32,6 +32,8 @@ STATS_PERIOD = 1.0  # seconds between checks for live statistics whose fold is d
 # 1,000 sources a burst of ~2 s), and a long burst holding the GIL makes polls late.
 # What is left waits for the next check, taken up where this one stopped.
 STATS_BUDGET = 0.2
+# Longest a fold or replay waits for a running scrape to finish (AgentState.no_scrape).
+SCRAPE_YIELD_MAX = 1.0
 
 
 class Agent:
@@ -116,7 +118,8 @@ class Agent:
         try:
             # Off the loop; ``live`` is not attached yet, so no other thread touches it.
             recent = await asyncio.get_running_loop().run_in_executor(
-                self._restore_executor, _replay_history, self.store, source, live, window)
+                self._restore_executor, _replay_history, self.store, source, live, window,
+                self.state)
         except Exception:  # noqa: BLE001 - without history the statistics start afresh
             log.exception("source %s: history not restored", source.name)
         finally:
@@ -218,6 +221,7 @@ class Agent:
             source = sources[(self._stats_cursor + i) % count]
             if source.live is None:
                 continue
+            self.state.no_scrape.wait(SCRAPE_YIELD_MAX)
             try:
                 folded = source.live.compute_if_due(now)
             except Exception:  # noqa: BLE001 - one source's bad data must not stop others
@@ -280,9 +284,10 @@ class Agent:
 
 
 def _replay_history(store: SampleStore, source: Source, live: LiveSeries,
-                    window: int) -> list[Sample]:
+                    window: int, state: AgentState) -> list[Sample]:
     """The last ``window`` stored samples of ``source``, replayed into ``live`` in bulk
     and folded in; gives the last one (for ``Source.restore``)."""
+    state.no_scrape.wait(SCRAPE_YIELD_MAX)
     t_ns, offsets = store.load_recent_arrays(source.name, source.kind, window)
     if not len(offsets):
         return []

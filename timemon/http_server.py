@@ -64,7 +64,8 @@ def render_metrics(state: AgentState) -> bytes:
     """``/metrics``: what ``prometheus_client.generate_latest`` would write for the
     agent's registry, byte for byte (tests/test_web_config.py), at a fraction of its
     cost with 1,000 sources (timemon.families)."""
-    return collect_families(state, text=True).render()
+    with state.scraping():
+        return collect_families(state, text=True).render()
 
 
 def status_document(state: AgentState) -> dict[str, Any]:

@@ -38,7 +38,10 @@ _RESET = object()
 # batches of FOLD_BATCH, or when the oldest unfolded one has waited FOLD_MAX_AGE
 # (YOUNG_MAX_AGE while the window is young, so the first values come quickly).
 FOLD_BATCH = 64
-FOLD_MAX_AGE = 60.0
+# Past FOLD_BATCH s, so a 1 s source folds exactly FOLD_BATCH slots each time: its folds
+# then start at one phase of the estimators' blocks, and the fold's index plan
+# (timemon.analysis.streaming._Plan, shared by all sources) stays cached.
+FOLD_MAX_AGE = 70.0
 YOUNG_MAX_AGE = 5.0
 YOUNG_WINDOW = 32  # samples: past this, the first values exist and batches can grow
 # Samples whose step check ``replay`` does at once (a (chunk, HISTORY) float array).
