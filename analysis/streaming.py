@@ -320,6 +320,15 @@ class StreamingStability:
             self._reference = phase
         self._pending.append(phase)
 
+    def extend(self, phases: list[float]) -> None:
+        """``append`` of each, in order (a restart's replayed window at once)."""
+        if self._reference is None:
+            for phase in phases:
+                if math.isfinite(phase):
+                    self._reference = phase
+                    break
+        self._pending.extend(phases)
+
     @property
     def count(self) -> int:
         """Slots in the window (including gaps), pending ones included."""

@@ -224,6 +224,8 @@ class Agent:
             self.state.no_scrape.wait(SCRAPE_YIELD_MAX)
             try:
                 folded = source.live.compute_if_due(now)
+                if folded:
+                    source.live_fragment(source.live.result)
             except Exception:  # noqa: BLE001 - one source's bad data must not stop others
                 log.exception("statistics of source %s failed", source.name)
                 folded = True
@@ -293,4 +295,5 @@ def _replay_history(store: SampleStore, source: Source, live: LiveSeries,
         return []
     live.replay(t_ns, offsets)
     live.compute()
+    source.live_fragment(live.result)
     return [Sample(int(t_ns[-1]), float(offsets[-1]))]

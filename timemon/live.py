@@ -251,12 +251,16 @@ class LiveSeries:
     def compute(self) -> LiveResult:
         """Fold queued samples in and publish the result (numpy: off the event loop)."""
         stab = self._stability
-        while self._queue:
-            item = self._queue.popleft()
-            if item is _RESET:
-                stab.reset()
-            else:
-                stab.append(item)  # type: ignore[arg-type]
+        queue = self._queue
+        # What the event loop queued so far (it may go on appending meanwhile), then
+        # handed over in runs between the step resets.
+        items = [queue.popleft() for _ in range(len(queue))]
+        start = 0
+        for at in [i for i, item in enumerate(items) if item is _RESET]:
+            stab.extend(items[start:at])  # type: ignore[arg-type]
+            stab.reset()
+            start = at + 1
+        stab.extend(items[start:])  # type: ignore[arg-type]
         stab.update()
         points = tuple(stab.points())
         verdicts, limits = mask_verdicts(points, self.masks)

@@ -231,12 +231,18 @@ class Source:
         assert live is not None
         out.counter("timemon_offset_steps", "Offset steps (a stepped clock) that restarted the "
                     "stability window.", SOURCE_LABELS, lv, live.steps)
-        result = live.result  # one immutable snapshot, published by the statistics thread
+        out.merge(self.live_fragment(live.result))
+
+    def live_fragment(self, result: LiveResult) -> Fragment:
+        """The live statistics' families, rendered once per fold: by the statistics
+        thread right after the fold (``Agent._compute_statistics``), so a scrape that
+        follows the folds of 1,000 sources does not render them all; else here."""
         cached = self._live_fragment
         if cached is None or cached[0] is not result:
-            # The statistics change once per fold, not per scrape: render them once.
-            cached = self._live_fragment = (result, Fragment(_live_families(result, lv)))
-        out.merge(cached[1])
+            lv = self.label_values
+            cached = (result, Fragment(lambda: _live_families(result, lv)))
+            self._live_fragment = cached  # one assignment: readers see old or new
+        return cached[1]
 
 
 _STABILITY_FAMILIES = (

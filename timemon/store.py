@@ -243,25 +243,26 @@ class SampleStore:
 
     def load_recent(self, name: str, kind: str, limit: int) -> list[Sample]:
         """The last ``limit`` samples of a source, oldest first; [] when unreadable."""
-        return [Sample(t, o, d) for t, o, d in self._recent_rows(name, kind, limit)]
+        return [Sample(t, o, d)
+                for t, o, d in self._recent_rows(name, kind, limit, "t_ns, offset, delay")]
 
     def load_recent_arrays(self, name: str, kind: str, limit: int
                            ) -> tuple[np.ndarray, np.ndarray]:
         """The last ``limit`` samples' times (int64 ns) and offsets, oldest first, as
         arrays: a restart replays 16,384 per source without a Sample object each."""
-        rows = self._recent_rows(name, kind, limit)
+        rows = self._recent_rows(name, kind, limit, "t_ns, offset")
         return (np.fromiter((r[0] for r in rows), np.int64, len(rows)),
                 np.fromiter((r[1] for r in rows), float, len(rows)))
 
-    def _recent_rows(self, name: str, kind: str, limit: int
-                     ) -> list[tuple[int, float, float | None]]:
+    def _recent_rows(self, name: str, kind: str, limit: int, columns: str) -> list[tuple]:
+        """The last ``limit`` rows' ``columns`` (one of the two lists above), oldest first."""
         try:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0)
         except sqlite3.Error:
             return []
         try:
             rows = db.execute(
-                "SELECT t_ns, offset, delay FROM samples WHERE source_id = "
+                f"SELECT {columns} FROM samples WHERE source_id = "  # noqa: S608 - fixed text
                 "(SELECT id FROM sources WHERE name = ? AND kind = ?) "
                 "ORDER BY t_ns DESC LIMIT ?", (name, kind, limit)).fetchall()
         except sqlite3.Error:
