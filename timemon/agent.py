@@ -32,8 +32,9 @@ STATS_PERIOD = 1.0  # seconds between checks for live statistics whose fold is d
 # 1,000 sources a burst of ~2 s), and a long burst holding the GIL makes polls late.
 # What is left waits for the next check, taken up where this one stopped.
 STATS_BUDGET = 0.2
-# Longest a fold or replay waits for a running scrape to finish (AgentState.no_scrape).
-SCRAPE_YIELD_MAX = 1.0
+# Longest a fold or a replay waits for a running scrape to finish (AgentState.no_scrape):
+# about one scrape at 1,000 sources; back-to-back scrapes only slow them down.
+SCRAPE_YIELD_MAX = 0.25
 
 
 class Agent:
@@ -59,6 +60,7 @@ class Agent:
         # samples they took meanwhile.
         self._restoring: dict[str, asyncio.Task[None]] = {}
         self._held: dict[str, list[Sample]] = {}
+        self._reloading = 0  # SIGHUP reloads in progress (they may interleave)
         self.server: MetricsServer | None = None
         # One thread for numpy work, so the event loop never waits on it.
         self._stats_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stats")
@@ -128,7 +130,7 @@ class Agent:
         for sample in self._held.pop(source.name, []):
             live.add(sample)
         source.live = live
-        if not self._restoring:
+        if not self._restoring and not self._reloading:
             heap.settle()  # the last replay: the replay's garbage goes back to the kernel
 
     async def _stop_source(self, name: str) -> None:
@@ -172,14 +174,20 @@ class Agent:
             log.error("SIGHUP: keeping the running config: %s", exc)
             return
         wanted = {sc.name: sc for sc in new.sources}
-        heap.thaw()  # dropped sources' cycles must stay collectable
-        for name, (sc, _src, _task) in list(self.sources.items()):
-            if wanted.get(name) != sc:
-                await self._stop_source(name)
-        for name, sc in wanted.items():
-            if name not in self.sources:
-                await self._start_source(sc)
-        if not self._restoring:
+        # Dropped sources' cycles must stay collectable: no freeze until the reload is
+        # done (a replay finishing meanwhile would freeze a source being stopped).
+        self._reloading += 1
+        heap.thaw()
+        try:
+            for name, (sc, _src, _task) in list(self.sources.items()):
+                if wanted.get(name) != sc:
+                    await self._stop_source(name)
+            for name, sc in wanted.items():
+                if name not in self.sources:
+                    await self._start_source(sc)
+        finally:
+            self._reloading -= 1
+        if not self._restoring and not self._reloading:
             heap.settle()
         if new.listen != self.config.listen or new.store != self.config.store:
             log.warning("SIGHUP: 'listen' and 'store' changes take effect at restart")
@@ -213,23 +221,25 @@ class Agent:
 
     def _compute_statistics(self) -> None:
         """On the statistics thread: fold new samples into the estimators of every
-        source whose batch is due (see ``timemon.live``)."""
+        source whose batch is due (see ``timemon.live``), for STATS_BUDGET seconds at
+        most, waiting included; the next pass goes on from where this one stopped."""
         now = time.monotonic()
+        deadline = now + STATS_BUDGET
         sources = self.state.sources
         count = len(sources)
         for i in range(count):
             source = sources[(self._stats_cursor + i) % count]
-            if source.live is None:
+            live = source.live
+            if live is None or not live.fold_due(now):
                 continue
-            self.state.no_scrape.wait(SCRAPE_YIELD_MAX)
+            self.state.no_scrape.wait(min(SCRAPE_YIELD_MAX,
+                                          max(0.0, deadline - time.monotonic())))
             try:
-                folded = source.live.compute_if_due(now)
-                if folded:
-                    source.live_fragment(source.live.result)
+                live.compute_if_due(now)
+                source.live_fragment(live.result)
             except Exception:  # noqa: BLE001 - one source's bad data must not stop others
                 log.exception("statistics of source %s failed", source.name)
-                folded = True
-            if folded and time.monotonic() - now > STATS_BUDGET:
+            if time.monotonic() > deadline:
                 self._stats_cursor = (self._stats_cursor + i + 1) % count
                 return
 

@@ -151,7 +151,7 @@ class Families:
     def _add(self, family: _Family, names: tuple[str, ...],
              values: Sequence[str] | LabelSet, value: float) -> None:
         if values.__class__ is LabelSet:
-            if self._text:
+            if self._text and values.names == names:  # type: ignore[union-attr]
                 family.entries.append(
                     f"{family.sample_name}{values.text} {format_value(value)}\n")  # type: ignore[union-attr]
                 return

@@ -14,23 +14,34 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
+from collections.abc import Callable
 
 log = logging.getLogger("timemon.heap")
 
 
-def _malloc_trim() -> bool:
-    """glibc's malloc_trim(0); False where there is no glibc (musl, macOS)."""
+@functools.cache
+def _trim_function() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once (find_library runs ldconfig); None where there
+    is no glibc (musl, macOS)."""
     name = ctypes.util.find_library("c")
     if not name:
-        return False
+        return None
     try:
         trim = ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):
-        return False
+        return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
+def _malloc_trim() -> bool:
+    trim = _trim_function()
+    if trim is None:
+        return False
     trim(0)
     return True
 

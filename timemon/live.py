@@ -158,11 +158,11 @@ class LiveSeries:
                 i += 1
                 continue
             x = np.asarray(offsets[i:i + REPLAY_CHUNK], dtype=float)
-            if not np.isfinite(x).all():  # sorted() and np.sort order NaN differently
+            recent = np.concatenate((np.fromiter(self._history, float, HISTORY), x))
+            if not np.isfinite(recent).all():  # sorted() and np.sort order NaN differently
                 self.add(Sample(int(t_ns[i]), float(offsets[i])))
                 i += 1
                 continue
-            recent = np.concatenate((np.fromiter(self._history, float, HISTORY), x))
             before = np.sort(sliding_window_view(recent, HISTORY)[:len(x)], axis=1)
             median = _median_rows(before)
             mad = _median_rows(np.sort(np.abs(before - median[:, None]), axis=1))
@@ -235,14 +235,18 @@ class LiveSeries:
 
     # -- statistics-thread side ----------------------------------------------------------
 
-    def compute_if_due(self, now: float) -> bool:
-        """Fold and publish when a batch is ready or the oldest sample has waited long
-        enough (``now``: monotonic seconds).  Returns whether it did."""
+    def fold_due(self, now: float) -> bool:
+        """Whether a batch is ready or the oldest sample has waited long enough
+        (``now``: monotonic seconds)."""
         if not self._queue:
             return False
         young = self.result.samples_in_window < YOUNG_WINDOW
         max_age = YOUNG_MAX_AGE if young else FOLD_MAX_AGE
-        if len(self._queue) < FOLD_BATCH and now - self._last_fold < max_age:
+        return len(self._queue) >= FOLD_BATCH or now - self._last_fold >= max_age
+
+    def compute_if_due(self, now: float) -> bool:
+        """Fold and publish when ``fold_due``.  Returns whether it did."""
+        if not self.fold_due(now):
             return False
         self._last_fold = now
         self.compute()
