@@ -86,3 +86,19 @@ def test_values_are_written_as_prometheus_client_writes_them(value: float) -> No
     from timemon.families import format_value
 
     assert format_value(value) == floatToGoString(value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                 st.floats(min_value=-2e6, max_value=2e6),
+                 st.integers(min_value=-(2**62), max_value=2**62)))
+def test_a_source_gauge_line_writes_the_value_as_prometheus_client(value: float) -> None:
+    """The text path's shortcut for a source's samples (repr below 1e6) must agree too."""
+    from prometheus_client.utils import floatToGoString
+
+    from timemon.families import SOURCE_LABELS, Families, LabelSet
+
+    out = Families(text=True)
+    out.gauge("x", "doc", SOURCE_LABELS, LabelSet(SOURCE_LABELS, ("s", "ntp")), value)
+    line = out.render().decode().splitlines()[-1]
+    assert line == f'x{{kind="ntp",source="s"}} {floatToGoString(value)}'

@@ -152,8 +152,10 @@ class Families:
              values: Sequence[str] | LabelSet, value: float) -> None:
         if values.__class__ is LabelSet:
             if self._text and values.names == names:  # type: ignore[union-attr]
-                family.entries.append(
-                    f"{family.sample_name}{values.text} {format_value(value)}\n")  # type: ignore[union-attr]
+                # Most values are floats below 1e6, which repr writes as Go does.
+                text = (repr(value) if value.__class__ is float and -1e6 < value < 1e6
+                        else format_value(value))
+                family.entries.append(f"{family.sample_name}{values.text} {text}\n")  # type: ignore[union-attr]
                 return
             values = values.values  # type: ignore[union-attr]
         if self._text:
