@@ -75,9 +75,6 @@ class LabelSet:
     def __iter__(self) -> Iterator[str]:
         return iter(self.values)
 
-    def __len__(self) -> int:
-        return len(self.values)
-
 
 _SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
@@ -93,6 +90,14 @@ def format_value(d: float) -> str:
             mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
             return f"{mantissa}e+{dot - 1:02d}"
     return s
+
+
+def _line(sample_name: str, labels: str, value: float) -> str:
+    """One sample line; ``labels`` is the formatted ``{...}`` text (or "")."""
+    # Most values are floats below 1e6, which repr writes as Go does (format_value).
+    text = (repr(value) if value.__class__ is float and -1e6 < value < 1e6
+            else format_value(value))
+    return f"{sample_name}{labels} {text}\n"
 
 
 class _Family:
@@ -116,8 +121,8 @@ class _Family:
                 append(e)  # type: ignore[arg-type]
                 continue
             names, values, value = e  # type: ignore[misc]
-            labels = cached((names, values)) or label_text(names, values, keep_labels)
-            append(f"{sample_name}{labels} {format_value(value)}\n")
+            append(_line(sample_name, cached((names, values))
+                         or label_text(names, values, keep_labels), value))
 
     def header(self) -> str:
         exposed = self.sample_name
@@ -152,16 +157,13 @@ class Families:
              values: Sequence[str] | LabelSet, value: float) -> None:
         if values.__class__ is LabelSet:
             if self._text and values.names == names:  # type: ignore[union-attr]
-                # Most values are floats below 1e6, which repr writes as Go does.
-                text = (repr(value) if value.__class__ is float and -1e6 < value < 1e6
-                        else format_value(value))
-                family.entries.append(f"{family.sample_name}{values.text} {text}\n")  # type: ignore[union-attr]
+                family.entries.append(_line(family.sample_name, values.text, value))  # type: ignore[union-attr]
                 return
             values = values.values  # type: ignore[union-attr]
         if self._text:
             values = tuple(values)  # type: ignore[arg-type]
             labels = _label_cache.get((names, values)) or label_text(names, values)
-            family.entries.append(f"{family.sample_name}{labels} {format_value(value)}\n")
+            family.entries.append(_line(family.sample_name, labels, value))
         else:
             family.entries.append((names, tuple(values), value))
 
