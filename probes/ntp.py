@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 from timemon.probes import ntp_packet as pkt
 from timemon.probes.ntp_filter import ClockFilter, FilterEntry, FilterPick
+from timemon.probes.ntp_io import Requests
 from timemon.probes.timestamping import enable_timestamps, read_tx_stamp, receive
 
 from timemon.address import HostPort
@@ -38,6 +40,7 @@ DEFAULT_TIMEOUT = 2.0
 MAX_TIMEOUT_BACKOFF = 16  # a silent server is retried at most 16x less often...
 MAX_BACKOFF_SECONDS = 1024.0  # ...and not less often than every 1024 s (unless interval is longer)
 PRECISION_LOCAL = 1e-9  # our stamps are in ns; the filter's rho for the local side
+MAX_START_SPREAD = 2.0  # seconds: the first poll waits a random part of the interval, up to this
 
 class NtpProbeError(ProbeError):
     """A failed NTP query; ``reason`` is the ``timemon_probe_errors_total`` label."""
@@ -114,15 +117,17 @@ async def query(
     interleaved mode, which servers without it ignore.  ``on_send`` is called
     right before the datagram leaves, so a scheduler can space sends exactly.
     """
-    loop = asyncio.get_running_loop()
+    requests = Requests.of(asyncio.get_running_loop())
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    fd = sock.fileno()
     try:
         sock.setblocking(False)
         tx_enabled = enable_timestamps(sock)
         sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
         nonce = pkt.new_nonce()
         cookie = pkt.new_nonce() if interleave else None
-        done: asyncio.Future[tuple[pkt.ServerReply, int, bool]] = loop.create_future()
+        done: asyncio.Future[tuple[pkt.ServerReply, int, bool]] = (
+            asyncio.get_running_loop().create_future())
         tx_stamp: list[int] = []
 
         def on_readable() -> None:
@@ -157,7 +162,7 @@ async def query(
                     continue
                 done.set_result((reply, got.rx_ns, got.kernel_stamp))
 
-        loop.add_reader(sock.fileno(), on_readable)
+        requests.watch(fd, on_readable)
         try:
             fallback_t1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
             try:
@@ -169,14 +174,10 @@ async def query(
                 sock.sendto(request, sockaddr)
             except OSError as exc:
                 raise NtpProbeError("network", f"send failed: {exc}") from exc
-            # A timer on the future itself: cheaper than asyncio.wait_for at 1,000 polls/s.
-            expiry = loop.call_later(timeout, _expire, done, timeout)
-            try:
-                reply, t4, rx_kernel = await done
-            finally:
-                expiry.cancel()
+            requests.expire(timeout, lambda: _expire(done, timeout))
+            reply, t4, rx_kernel = await done
         finally:
-            loop.remove_reader(sock.fileno())
+            requests.unwatch(fd)
         if tx_enabled and not tx_stamp:
             stamp = read_tx_stamp(sock)
             if stamp is not None:
@@ -279,6 +280,11 @@ class NtpSource(Source):
         return min(self.poll_interval * 2.0 ** min(self.consecutive_timeouts, 30), cap)
 
     async def run(self) -> None:
+        # Sources started together would otherwise poll in one burst every interval,
+        # for ever (each is spaced from its own previous send): the load, and the
+        # wait of a scrape that lands in the burst, come in spikes.
+        spread = random.uniform(0.0, min(self.poll_interval, MAX_START_SPREAD))
+        await sleep_until_monotonic(time.monotonic_ns() + int(spread * 1e9))
         while self.stopped_by_kod is None:
             await self.poll_once()
             # Spaced from the moment the last request really left (or was about to,
