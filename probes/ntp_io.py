@@ -44,7 +44,7 @@ class Requests:
     def of(cls, loop: asyncio.AbstractEventLoop) -> Requests:
         """The loop's instance, made on first use; it lives and dies with the loop."""
         requests = getattr(loop, _ATTRIBUTE, None)
-        if requests is None or requests._epoll.closed:
+        if requests is None:
             requests = cls(loop)
             setattr(loop, _ATTRIBUTE, requests)
         return requests
