@@ -8,6 +8,11 @@ layer; transmit stamps (software, ``SOF_TIMESTAMPING_TX_SOFTWARE``) when the
 packet is handed to the device, and are read back from the socket's error
 queue.  Both are CLOCK_REALTIME, in integer nanoseconds, so Python's own
 scheduling delays never enter a measured offset.
+
+A socket that sends more than one datagram tells their transmit stamps apart by
+``SOF_TIMESTAMPING_OPT_ID``: the kernel numbers the datagrams a socket sends from
+0 and puts that number in ``ee_data`` of the ``sock_extended_err`` that comes
+with each stamp (Linux ``Documentation/networking/timestamping.rst``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ SOF_TIMESTAMPING_RX_SOFTWARE = 1 << 3
 SOF_TIMESTAMPING_SOFTWARE = 1 << 4
 SOF_TIMESTAMPING_OPT_ID = 1 << 7
 SOF_TIMESTAMPING_OPT_TSONLY = 1 << 11
+
+# <linux/in.h>, <linux/in6.h>: the control message carrying struct sock_extended_err
+IP_RECVERR = 11
+IPV6_RECVERR = 25
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # ee_errno, origin, type, code, pad, info, data
 
 # <bits/socket.h>
 MSG_ERRQUEUE = 0x2000
@@ -63,6 +73,7 @@ def enable_timestamps(sock: socket.socket) -> bool:
         | SOF_TIMESTAMPING_TX_SOFTWARE
         | SOF_TIMESTAMPING_SOFTWARE
         | SOF_TIMESTAMPING_OPT_TSONLY
+        | SOF_TIMESTAMPING_OPT_ID
     )
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, flags)
@@ -99,8 +110,22 @@ def receive(sock: socket.socket, bufsize: int = 2048) -> Received:
     return Received(data, address, stamp, True)
 
 
-def read_tx_stamp(sock: socket.socket) -> int | None:
-    """Drain the error queue and return the newest software transmit stamp, if any."""
+def _send_id(ancdata: list) -> int | None:
+    """``ee_data`` of the error-queue entry: the datagram's number (OPT_ID)."""
+    for level, kind, raw in ancdata:
+        if ((level == socket.IPPROTO_IP and kind == IP_RECVERR)
+                or (level == socket.IPPROTO_IPV6 and kind == IPV6_RECVERR)) \
+                and len(raw) >= _EXTENDED_ERR.size:
+            return _EXTENDED_ERR.unpack_from(raw)[6]
+    return None
+
+
+def read_tx_stamp(sock: socket.socket, send_id: int | None = None) -> int | None:
+    """Drain the error queue and return a software transmit stamp, if there is one.
+
+    With ``send_id``, only the stamp of that datagram (numbered from 0 since
+    ``enable_timestamps``) counts; without, the newest one.
+    """
     stamp = None
     while True:
         try:
@@ -111,5 +136,5 @@ def read_tx_stamp(sock: socket.socket) -> int | None:
         except OSError:
             return stamp
         found = _stamp_from_ancillary(ancdata)
-        if found is not None:
+        if found is not None and (send_id is None or _send_id(ancdata) == send_id):
             stamp = found

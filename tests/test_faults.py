@@ -9,6 +9,8 @@ it cannot do, and loses nothing it accepted.
   there and ``PRAGMA integrity_check`` is ok;
 * SIGHUP reloads the config: added sources start, removed ones stop, unchanged ones
   keep their series and counters;
+* started with a soft limit on open files below what its sources need (each NTP
+  source keeps a socket open), the agent lifts it and every source is polled;
 * spoofed replies (forged origin, forged KoD RATE, wrong port, a replayed old reply,
   garbage) flooded at the agent's client sockets never enter a series, do not slow
   the source's polling, and do not slow the polling of another source.
@@ -19,6 +21,7 @@ Mounts need root (CI runs as root); every mount is undone even when a test fails
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -110,6 +113,46 @@ def mounts() -> Iterator[Callable[..., None]]:
                     break
                 if subprocess.run(["umount", point], capture_output=True).returncode:
                     subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+# -- open-file limit ----------------------------------------------------------------------
+
+
+def test_a_low_open_file_limit_is_lifted(tmp_path: Path, timemon_exe: str,
+                                         responders: ResponderThread) -> None:
+    r = responders.add()
+    n = 300
+    config = tmp_path / "timemon.toml"
+    write_config(config, tmp_path / "s.db", {f"s{i}": r.port for i in range(n)})
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard > n + 100, "the test needs a hard limit above its sources"
+
+    def low_soft_limit() -> None:  # systemd starts services with a soft limit of 1024
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+    http = free_tcp_port()
+    proc = subprocess.Popen([timemon_exe, "agent", "--config", str(config), "--listen",
+                             f"127.0.0.1:{http}"], preexec_fn=low_soft_limit,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        def polled() -> bool:
+            try:
+                body = samples(scrape(http))
+            except OSError:
+                return False
+            counts = [v for (name, _labels), v in body.items() if name == "timemon_samples_total"]
+            return len(counts) == n and min(counts) >= 2
+
+        wait_for(polled, timeout=30)
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        soft_now = int(next(line for line in limits.splitlines()
+                            if line.startswith("Max open files")).split()[3])
+        assert soft_now == hard
+        errors = sum(v for (name, _labels), v in samples(scrape(http)).items()
+                     if name == "timemon_probe_errors_total")
+        assert errors == 0
+    finally:
+        stop(proc)
 
 
 # -- an NTP server stops and comes back ---------------------------------------------------

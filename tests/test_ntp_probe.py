@@ -4,11 +4,14 @@ rejected, counted, and kept out of the series."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import statistics
+import time
 
 import pytest
 from timemon.probes import ntp
+from timemon.probes.timestamping import read_tx_stamp
 
 from timemon.address import HostPort
 from timemon.simulator import ResponderClock, ResponderThread
@@ -183,19 +186,64 @@ def test_interval_floor_is_enforced() -> None:
     ntp.NtpSource("x", HostPort("127.0.0.1", 123), interval=1.0, lab=True)
 
 
-def test_each_request_uses_a_fresh_source_port(responders: ResponderThread) -> None:
-    seen: set[int] = set()
-    r = responders.add()
-    original = r._answer
+def _source_ports(r: object) -> list[int]:
+    """Record the client port of every request the responder gets."""
+    ports: list[int] = []
+    original = r._answer  # type: ignore[attr-defined]
 
     def spy(data: bytes, address: tuple, rx_ns: int) -> None:
-        seen.add(address[1])
+        ports.append(address[1])
         original(data, address, rx_ns)
 
-    r._answer = spy  # type: ignore[method-assign]
-    src, _ = make_source(r.port)
-    asyncio.run(poll(src, 10))
-    assert len(seen) >= 9  # the kernel may, rarely, hand out a port twice
+    r._answer = spy  # type: ignore[attr-defined]
+    return ports
+
+
+def test_a_source_port_serves_at_most_port_reuse_requests(responders: ResponderThread) -> None:
+    r = responders.add()
+    ports = _source_ports(r)
+    src, accepted = make_source(r.port)
+    n = 2 * ntp.PORT_REUSE + 3
+    asyncio.run(poll(src, n))
+    asyncio.run(src.close())
+    assert len(accepted) == n and len(ports) == n
+    runs = [len(list(group)) for _port, group in itertools.groupby(ports)]
+    assert max(runs) <= ntp.PORT_REUSE
+    assert len(runs) >= 3  # a new socket (and port) after each PORT_REUSE requests
+    assert src._client.sock is None  # closed with the source
+
+
+@pytest.mark.parametrize("mode", ["wrong_origin", "silent"])
+def test_the_port_moves_after_a_rejected_reply_or_a_timeout(responders: ResponderThread,
+                                                            mode: str) -> None:
+    # A forged reply means someone knows the port; a time-out may leave a late reply on
+    # the way to it.  Either way the next request goes out from a new socket.
+    r = responders.add(clock=ResponderClock(offset=0.1), mode=mode,
+                       also_genuine=mode == "wrong_origin")
+    ports = _source_ports(r)
+    src, _accepted = make_source(r.port, timeout=0.1)
+    asyncio.run(poll(src, 8))
+    assert len(ports) == 8
+    assert len(set(ports)) >= 7  # the kernel may, rarely, hand out a port twice
+
+
+def test_a_transmit_stamp_is_matched_to_its_own_datagram() -> None:
+    # Three datagrams from one socket; the stamp asked for is the second's, not the newest.
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    client = ntp.ClientSocket()
+    sock = client.take(socket.AF_INET)
+    assert client.tx_enabled
+    windows = []
+    for _ in range(3):
+        before = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        sock.sendto(b"x", sink.getsockname())
+        windows.append((before, time.clock_gettime_ns(time.CLOCK_REALTIME)))
+        time.sleep(0.005)
+    stamp = read_tx_stamp(sock, 1)
+    client.retire()
+    sink.close()
+    assert stamp is not None and windows[1][0] <= stamp <= windows[1][1]
 
 
 def test_unresolvable_host_is_an_error_not_a_crash() -> None:

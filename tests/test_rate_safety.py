@@ -87,7 +87,7 @@ class FakeServer:
 
     async def query(self, _sockaddr: tuple, _family: int, timeout: float = 2.0,
                     on_reject: object = None, interleave: object = None,
-                    on_send: object = None) -> ntp.Measurement:
+                    on_send: object = None, client: object = None) -> ntp.Measurement:
         outcome, setup, answer = self._next()
         self.clock.now += int(setup * NS)  # socket set-up before the datagram leaves
         if on_send is not None:

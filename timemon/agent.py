@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -35,6 +36,19 @@ STATS_BUDGET = 0.2
 # Longest a fold or a replay waits for a running scrape to finish (AgentState.no_scrape):
 # about one scrape at 1,000 sources; back-to-back scrapes only slow them down.
 SCRAPE_YIELD_MAX = 0.25
+
+
+def raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one.
+
+    Each NTP source keeps its client socket open, so 1,000 sources need more than
+    the soft limit of 1,024 that systemd (and most shells) start a service with; the
+    hard limit is what an operator allows.  Nothing here uses select(2).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):  # e.g. above fs.nr_open
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Agent:
@@ -254,6 +268,7 @@ class Agent:
 
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
+        raise_open_file_limit()
         self.state.start_time = time.time()
         if self.store is not None:
             self.store.start()
