@@ -53,7 +53,7 @@ class NtpProbeError(ProbeError):
     """A failed NTP query; ``reason`` is the ``timemon_probe_errors_total`` label."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Interleave:
     """The previous exchange with a server, which the next request may ask to interleave.
 
@@ -67,7 +67,7 @@ class Interleave:
     sampled: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Measurement:
     """One accepted exchange with an NTP server.
 

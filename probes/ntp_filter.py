@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from operator import attrgetter
 
 FILTER_STAGES = 8
 PHI = 15e-6  # frequency tolerance, s/s (RFC 5905 section 7.2)
 MAX_DISPERSION = 16.0  # seconds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FilterEntry:
     t_ns: int  # local time of the exchange
     offset: float  # seconds, local − reference
@@ -25,13 +26,16 @@ class FilterEntry:
     dispersion: float  # seconds, at t_ns
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FilterPick:
     offset: float
     delay: float
     dispersion: float  # the filter dispersion epsilon (RFC 5905 eq. in section 10)
     jitter: float
     t_ns: int
+
+
+_delay = attrgetter("delay")
 
 
 class ClockFilter:
@@ -49,14 +53,14 @@ class ClockFilter:
         """The minimum-delay entry, with dispersions aged to ``now_ns``."""
         if not self._entries:
             raise ValueError("empty clock filter")
-        # By delay; equal delays keep their arrival order (the index breaks the tie).
-        by_delay = sorted((e.delay, i, e) for i, e in enumerate(self._entries))
-        best = by_delay[0][2]
+        # By delay; equal delays keep their arrival order (sorted is stable).
+        by_delay = sorted(self._entries, key=_delay)
+        best = by_delay[0]
         # epsilon = sum(eps_i / 2^(i+1)) over the delay-sorted stages, eps_i aged by PHI
         dispersion = 0.0
         weight = 0.5
         squares = 0.0
-        for _delay, _i, e in by_delay:
+        for e in by_delay:
             aged = e.dispersion + PHI * (now_ns - e.t_ns) / 1e9
             dispersion += (aged if aged < MAX_DISPERSION else MAX_DISPERSION) * weight
             weight *= 0.5

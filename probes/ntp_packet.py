@@ -136,7 +136,7 @@ def build_request(nonce: int, version: int = 4, interleave: tuple[int, int] | No
     return NTP_PACKET.pack(first, 0, 0, 0, 0, 0, b"\0\0\0\0", 0, origin, receive, nonce)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerReply:
     """The fields of a checked mode-4 reply; timestamps in Unix integer ns."""
 
@@ -221,7 +221,7 @@ def parse_reply(data: bytes, nonce: int, pivot_unix_ns: int,
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """One request/reply: the four timestamps of RFC 5905 section 8, in Unix ns."""
 

@@ -48,7 +48,7 @@ _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_
 _ANCILLARY_SIZE = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Received:
     """One datagram with the kernel's receive time (ns since the Unix epoch)."""
 

@@ -37,3 +37,10 @@ def test_dispersion_ages_at_phi() -> None:
     f.add(FilterEntry(0, offset=0.0, delay=1e-3, dispersion=1e-6))
     later = f.pick(now_ns=100 * 10**9)
     assert later.dispersion == pytest.approx((1e-6 + PHI * 100) / 2)
+
+
+def test_equal_delays_pick_the_earliest_sample() -> None:
+    f = ClockFilter()
+    for i, offset in enumerate([7e-6, -2e-6, 5e-6]):
+        pick = f.add(FilterEntry(i * 10**9, offset=offset, delay=2e-3, dispersion=0.0))
+    assert pick.offset == 7e-6 and pick.t_ns == 0

@@ -96,3 +96,13 @@ def test_retention_deletes_old_samples(tmp_path: Path) -> None:
     wait_written(st, 3)
     st.close()
     assert [s.offset for s in st.load_recent("gm", "ntp", 10)] == [0.2, 0.3]
+
+
+def test_a_chain_copy_has_every_field_and_is_its_own() -> None:
+    from dataclasses import fields
+
+    from timemon.store import _Chain
+
+    chain = _Chain(*[f"v{i}" for i in range(len(fields(_Chain)))])  # type: ignore[arg-type]
+    copy = chain.copy()
+    assert copy == chain and copy is not chain

@@ -11,7 +11,6 @@ user_version``) and migrations run in order on open.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import queue
@@ -166,6 +165,12 @@ class _Chain:
     head: bytes
     checkpoint_seq: int
     checkpoint_mono: float
+
+    def copy(self) -> _Chain:
+        # What dataclasses.replace does, at a fifth of its cost: a flush copies the
+        # chain of every source in it (1,000 per flush at 1,000 sources).
+        return _Chain(self.sid, self.ident, self.seq, self.head, self.checkpoint_seq,
+                      self.checkpoint_mono)
 
 
 class SampleStore:
@@ -372,7 +377,7 @@ class SampleStore:
                     key = (p.name, p.kind)
                     c = work.get(key)
                     if c is None:
-                        c = work[key] = dataclasses.replace(self._chain(db, p.name, p.kind))
+                        c = work[key] = self._chain(db, p.name, p.kind).copy()
                     if p.__class__ is _Meta:
                         metas.append((c.sid, p.key, p.value, p.t_ns))
                         continue
@@ -397,7 +402,7 @@ class SampleStore:
                     self._next_chain_scan = now + min(1.0, self._checkpoint_period() / 4)
                     for key, c in self._chains.items():
                         if key not in work and self._checkpoint_due(c, final, now):
-                            work[key] = dataclasses.replace(c)
+                            work[key] = c.copy()
                 taken = self._checkpoints(db, work, final)
                 db.execute("COMMIT")
             except BaseException:
