@@ -117,3 +117,23 @@ def test_replay_with_a_nan_in_the_recent_history_matches_add() -> None:
     bulk.replay(np.array(t, dtype=np.int64), np.array(offsets))
     assert len(one._candidates) == 2
     assert _state(bulk) == _state(one)
+
+
+def test_after_a_replayed_window_is_folded_the_queue_lets_its_blocks_go() -> None:
+    import tracemalloc
+
+    series = LiveSeries(1.0, 32768)  # room for one more than the history
+    t0 = 1_800_000_000 * 10**9
+    t_ns = t0 + np.arange(16384, dtype=np.int64) * 10**9
+    tracemalloc.start()  # before the queue's blocks are allocated, so their release shows
+    try:
+        series.replay(t_ns, np.random.default_rng(3).normal(0, 1e-6, t_ns.size))
+        series.compute()  # drains 16,384 items: the deque keeps its freed blocks
+        drained = tracemalloc.get_traced_memory()[0]
+        series.add(Sample(int(t_ns[-1]) + 10**9, 0.0))
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert drained - after > 4096  # 16 blocks of 64 pointers, ~8 KB, given back
+    series.compute()
+    assert series.result.samples_in_window == 16385  # the sample added after the renewal

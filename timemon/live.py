@@ -46,6 +46,8 @@ YOUNG_MAX_AGE = 5.0
 YOUNG_WINDOW = 32  # samples: past this, the first values exist and batches can grow
 # Samples whose step check ``replay`` does at once (a (chunk, HISTORY) float array).
 REPLAY_CHUNK = 4096
+# Items drained by one fold past which the queue is renewed (see LiveSeries._place).
+QUEUE_LONG = 1024
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class LiveSeries:
         max_m = int(max_tau // tau0) if max_tau else None
         self._stability = StreamingStability(tau0, window, max_m)
         self._queue: deque[object] = deque()  # floats (phase or NaN) and _RESET markers
+        self._queue_drained_long = False  # set by the statistics thread; see _place
         self._last_t_ns: int | None = None
         self._history: deque[float] = deque(maxlen=HISTORY)
         self._candidates: list[Sample] = []
@@ -225,6 +228,12 @@ class LiveSeries:
             self._place(s)
 
     def _place(self, sample: Sample) -> None:
+        if self._queue_drained_long and not self._queue:
+            # A deque keeps up to 16 freed blocks (8 KB) once it has held a replayed
+            # window; a new one lets them go.  Swapped here, on the only thread that
+            # appends, and only when empty, so nothing queued can be lost.
+            self._queue = deque()
+            self._queue_drained_long = False
         if self._last_t_ns is not None:
             slots = round((sample.t_ns - self._last_t_ns) / (self.tau0 * 1e9))
             for _ in range(min(max(slots, 1), self._stability.window + 1) - 1):
@@ -259,6 +268,8 @@ class LiveSeries:
         # What the event loop queued so far (it may go on appending meanwhile), then
         # handed over in runs between the step resets.
         items = [queue.popleft() for _ in range(len(queue))]
+        if len(items) > QUEUE_LONG:
+            self._queue_drained_long = True
         start = 0
         for at in [i for i, item in enumerate(items) if item is _RESET]:
             stab.extend(items[start:at])  # type: ignore[arg-type]
