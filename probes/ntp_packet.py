@@ -109,9 +109,11 @@ def new_nonce() -> int:
     nonce in its origin field, which is what binds a reply to the request.
     """
     while True:
-        if not _NONCES:  # one getrandom call per 512 nonces: ~0.2 us each, not ~1.5
+        try:
+            nonce = _NONCES.pop()  # atomic: safe if two threads draw at once
+        except IndexError:  # one getrandom call per 512 nonces: ~0.2 us each, not ~1.5
             _NONCES.extend(_NONCE_BLOCK.unpack(os.urandom(_NONCE_BLOCK.size)))
-        nonce = _NONCES.pop()
+            continue
         if nonce:
             return nonce
 

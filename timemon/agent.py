@@ -41,9 +41,10 @@ SCRAPE_YIELD_MAX = 0.25
 def raise_open_file_limit() -> None:
     """Lift the soft limit on open files to the hard one.
 
-    Each NTP source keeps its client socket open, so 1,000 sources need more than
-    the soft limit of 1,024 that systemd (and most shells) start a service with; the
-    hard limit is what an operator allows.  Nothing here uses select(2).
+    Each NTP source keeps its client socket open, so 1,000 sources alone use up the
+    soft limit of 1,024 that systemd (and most shells) start a service with; the hard
+    limit is what an operator allows.  Nothing here uses select(2), which the low soft
+    limit protects.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
