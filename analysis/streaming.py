@@ -75,7 +75,8 @@ class StabilityPoint:
 
 # Each field's slot setter: a frozen dataclass's __init__ sets every field through
 # object.__setattr__ (3 µs a point, as much as the rest of ``points``).  Slots, not a
-# __dict__, because the points of every source stay in memory (~5 KB a source less).
+# __dict__, because the points of every source stay in memory (112 bytes a point less:
+# 1.8 KB a source at 16 taus, measured with tracemalloc).
 _SET = {name: getattr(StabilityPoint, name).__set__ for name in StabilityPoint.__slots__}
 _set_tau, _set_m, _set_adev, _set_adev_n = _SET["tau"], _SET["m"], _SET["adev"], _SET["adev_n"]
 _set_mdev, _set_tdev, _set_mdev_n = _SET["mdev"], _SET["tdev"], _SET["mdev_n"]
