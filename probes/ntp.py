@@ -33,7 +33,7 @@ from timemon.probes.timestamping import enable_timestamps, read_tx_stamp, receiv
 from timemon.address import HostPort
 from timemon.families import SOURCE_LABELS, Families
 from timemon.kinds import NTP_DEFAULT_INTERVAL, NTP_MIN_INTERVAL, NTP_MIN_INTERVAL_LAB
-from timemon.source import ProbeError, Sample, SampleSink, Source, sleep_until_monotonic
+from timemon.source import ProbeError, Sample, SampleSink, Source
 
 log = logging.getLogger("timemon.probes.ntp")
 
@@ -97,14 +97,15 @@ class Measurement:
 RejectCallback = Any  # Callable[[str, str], None]
 
 
+async def sleep_until_monotonic(deadline_ns: int) -> None:
+    """Wait for a poll's due time (``time.monotonic_ns``): never less, and up to
+    ``ntp_io.GATHER_NS`` more, so that polls due together leave in one wake-up."""
+    await Requests.of(asyncio.get_running_loop()).sleep_until(deadline_ns)
+
+
 def _same_endpoint(got: tuple, want: tuple) -> tuple[bool, bool]:
     """(same host, same port) for IPv4 (host, port) or IPv6 (host, port, flow, scope)."""
     return got[0] == want[0], got[1] == want[1]
-
-
-def _expire(done: asyncio.Future, timeout: float) -> None:
-    if not done.done():
-        done.set_exception(NtpProbeError("timeout", f"no valid reply within {timeout:g} s"))
 
 
 class ClientSocket:
@@ -230,7 +231,8 @@ async def query(
                 sock.sendto(request, sockaddr)
             except OSError as exc:
                 raise NtpProbeError("network", f"send failed: {exc}") from exc
-            requests.expire(timeout, lambda: _expire(done, timeout))
+            requests.expire(timeout, done, lambda: NtpProbeError(
+                "timeout", f"no valid reply within {timeout:g} s"))
             reply, t4, rx_kernel = await done
         finally:
             requests.unwatch(fd)
@@ -393,9 +395,14 @@ class NtpSource(Source):
             return None
         finally:
             self.probe_duration = (time.monotonic_ns() - started) / 1e9
+        this = m.next_interleave  # this request's own T1 and T4
+        if this is not None and this.t4_ns > this.t1_ns:
+            # Up to the reply's arrival (its kernel stamp), not to when the loop read it:
+            # replies wait up to ntp_io.HARVEST for a wake-up the loop has anyway.
+            self.probe_duration = (self.last_send_ns - started + this.t4_ns - this.t1_ns) / 1e9
         self.consecutive_timeouts = 0
         if self.use_interleaved:
-            self._interleave = m.next_interleave
+            self._interleave = this
         self.interleaved = m.interleaved
         if not m.duplicate:
             self._on_measurement(m)

@@ -10,7 +10,7 @@ import statistics
 import time
 
 import pytest
-from timemon.probes import ntp
+from timemon.probes import ntp, ntp_io
 from timemon.probes.timestamping import read_tx_stamp
 
 from timemon.address import HostPort
@@ -260,3 +260,27 @@ def test_kernel_timestamps_are_used(responders: ResponderThread) -> None:
 
     m = asyncio.run(one())
     assert m.kernel_tx_stamp and m.kernel_rx_stamp
+
+
+def test_probe_duration_runs_to_the_replys_arrival_not_to_when_it_was_read(
+        responders: ResponderThread) -> None:
+    """Another source's poll due in 40 ms: the reply is read at that wake-up (ntp_io),
+    yet the poll's duration is its round trip on loopback, well under a millisecond."""
+    r = responders.add()
+    src, accepted = make_source(r.port)
+
+    async def run() -> float:
+        requests = ntp_io.Requests.of(asyncio.get_running_loop())
+        other = asyncio.ensure_future(requests.sleep_until(time.monotonic_ns() + 40_000_000))
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        await src.poll_once()
+        wall = time.monotonic() - started
+        await other
+        return wall
+
+    assert ntp_io.HARVEST > 0.04
+    wall = asyncio.run(run())
+    assert len(accepted) == 1
+    assert wall >= 0.035  # read at the other poll's wake-up
+    assert 0 < src.probe_duration < 0.01

@@ -214,7 +214,7 @@ class Source:
             ("timemon_error_bound_seconds", self.error_bound,
              "Upper bound of the local clock's error against this reference (README: formula)."),
             ("timemon_probe_duration_seconds", self.probe_duration,
-             "Wall time the last poll took."),
+             "Time the last poll took (NTP: up to the reply's kernel receive stamp)."),
         )
         for name, value, doc in optional:
             if value is not None:
