@@ -23,6 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from timemon.probes import ntp_packet as pkt
@@ -31,7 +32,7 @@ from timemon.probes.ntp_io import Requests
 from timemon.probes.timestamping import enable_timestamps, read_tx_stamp, receive
 
 from timemon.address import HostPort
-from timemon.families import SOURCE_LABELS, Families
+from timemon.families import SOURCE_LABELS, Column, Families
 from timemon.kinds import NTP_DEFAULT_INTERVAL, NTP_MIN_INTERVAL, NTP_MIN_INTERVAL_LAB
 from timemon.source import ProbeError, Sample, SampleSink, Source
 
@@ -434,39 +435,16 @@ class NtpSource(Source):
 
     def collect_specific(self, out: Families) -> None:
         lv = self.label_values
-        out.gauge("timemon_ntp_poll_interval_seconds",
-                  "Current poll interval (doubled by each KoD RATE, backed off on timeouts).",
-                  SOURCE_LABELS, lv, self.next_delay())
-        out.gauge("timemon_ntp_polling_stopped",
-                  "1 when a KoD DENY or RSTR stopped polling this server until a reload.",
-                  SOURCE_LABELS, lv, 1.0 if self.stopped_by_kod else 0.0)
         out.declare_counter("timemon_ntp_kod", "Kiss-o'-Death replies by kiss code.",
                             (*SOURCE_LABELS, "code"))
         for code, count in sorted(dict(self.kod).items()):
             out.counter("timemon_ntp_kod", "", (*SOURCE_LABELS, "code"), (*lv, code), count)
         reply = self.reply
-        if reply is None:
-            return
-        out.gauge("timemon_ntp_stratum", "Stratum of the server's last accepted reply.",
-                  SOURCE_LABELS, lv, reply.stratum)
-        out.gauge("timemon_ntp_leap",
-                  "Leap indicator: 0 none, 1 insert second, 2 delete second, 3 unsynchronised.",
-                  SOURCE_LABELS, lv, reply.leap)
-        out.gauge("timemon_ntp_root_delay_seconds", "Server's root delay.", SOURCE_LABELS, lv,
-                  reply.root_delay)
-        out.gauge("timemon_ntp_root_dispersion_seconds", "Server's root dispersion.",
-                  SOURCE_LABELS, lv, reply.root_dispersion)
-        if self.root_distance is not None:
-            out.gauge("timemon_ntp_root_distance_seconds",
-                      "RFC 5905 root distance (synchronization distance) of the filter's pick.",
-                      SOURCE_LABELS, lv, self.root_distance)
-        out.gauge("timemon_ntp_interleaved",
-                  "1 when the server answered the last request in interleaved mode.",
-                  SOURCE_LABELS, lv, 1.0 if self.interleaved else 0.0)
-        out.info("timemon_ntp_server", "Identity of the server's reference.",
-                 SOURCE_LABELS, lv,
-                 {"refid": reply.refid_text, "version": str(reply.version),
-                  "address": str(self.address)})
+        if reply is not None:
+            out.info("timemon_ntp_server", "Identity of the server's reference.",
+                     SOURCE_LABELS, lv,
+                     {"refid": reply.refid_text, "version": str(reply.version),
+                      "address": str(self.address)})
 
     def reference_info(self) -> dict[str, str]:
         info = {"server": str(self.address)}
@@ -480,6 +458,40 @@ class NtpSource(Source):
         status["poll_interval_seconds"] = self.next_delay()
         status["interleaved"] = self.interleaved
         return status
+
+
+def _from_reply(field: str) -> Callable[[NtpSource], float | None]:
+    get = attrgetter(field)
+    return lambda source: None if source.reply is None else get(source.reply)
+
+
+def _with_reply(value: Callable[[NtpSource], float | None]) -> Callable[[NtpSource], float | None]:
+    return lambda source: None if source.reply is None else value(source)
+
+
+NtpSource.COLUMNS = (
+    Column("timemon_ntp_poll_interval_seconds",
+           "Current poll interval (doubled by each KoD RATE, backed off on timeouts).",
+           "gauge", NtpSource.next_delay),
+    Column("timemon_ntp_polling_stopped",
+           "1 when a KoD DENY or RSTR stopped polling this server until a reload.",
+           "gauge", lambda source: 1.0 if source.stopped_by_kod else 0.0),
+    Column("timemon_ntp_stratum", "Stratum of the server's last accepted reply.", "gauge",
+           _from_reply("stratum")),
+    Column("timemon_ntp_leap",
+           "Leap indicator: 0 none, 1 insert second, 2 delete second, 3 unsynchronised.",
+           "gauge", _from_reply("leap")),
+    Column("timemon_ntp_root_delay_seconds", "Server's root delay.", "gauge",
+           _from_reply("root_delay")),
+    Column("timemon_ntp_root_dispersion_seconds", "Server's root dispersion.", "gauge",
+           _from_reply("root_dispersion")),
+    Column("timemon_ntp_root_distance_seconds",
+           "RFC 5905 root distance (synchronization distance) of the filter's pick.", "gauge",
+           _with_reply(attrgetter("root_distance"))),
+    Column("timemon_ntp_interleaved",
+           "1 when the server answered the last request in interleaved mode.", "gauge",
+           _with_reply(lambda source: 1.0 if source.interleaved else 0.0)),
+)
 
 
 def measurement_fields(reply: pkt.ServerReply | None) -> dict[str, Any]:

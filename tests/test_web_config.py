@@ -308,9 +308,29 @@ def test_render_metrics_equals_prometheus_client(responders) -> None:
         src.live.compute_if_due(1e12)
         src.count_error("bad_origin", "x")
         sources.append(src)
+    # Other kinds between them: the kernel (no generic families) and a source whose
+    # offset carries an extra label, so one family mixes column and per-source samples.
+    from timemon.probes.kernel import KernelSource
+
+    from timemon.source import Source
+
+    class Labelled(Source):
+        kind = "gnss"
+
+        def offset_labels(self) -> dict[str, str]:
+            return {"quality": "pps"}
+
+    kernel = KernelSource(interval=1.0)
+    kernel.poll_once()
+    labelled = Labelled("rx", 1.0)
+    labelled.offset, labelled.samples_total = -2.5e-7, 7
+    sources[1:1] = [kernel, labelled]
     state.sources = tuple(sources)
     state.start_time = 1.5e9
     mine, theirs = render_metrics(state), generate_latest(make_registry(state))
+    assert b'timemon_offset_seconds{kind="gnss",quality="pps",source="rx"} -2.5e-07' in mine
+    assert b'timemon_offset_seconds{kind="ntp",source="plain"}' in mine
+    assert b"timemon_kernel_" in mine and b'timemon_samples_total{kind="gnss"' in mine
     assert b"timemon_allan_deviation{" in mine and b"timemon_ntp_server_info{" in mine
     assert b"timemon_mask_violation{" in mine and b"timemon_mask_limit_seconds{" in mine
     assert mine == theirs

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from timemon import __version__
 from timemon.crosscheck import collect as collect_crosscheck
 from timemon.families import Families
-from timemon.source import Source
+from timemon.source import Source, collect_sources
 
 
 class AgentState:
@@ -78,8 +78,7 @@ def collect_families(state: AgentState, text: bool = False) -> Families:
                   state.start_time)
     if state.chain_collector is not None:
         state.chain_collector(out)
-    for source in list(state.sources):
-        source.collect(out)
+    collect_sources(out, tuple(state.sources))
     collect_crosscheck(out, state.crosscheck)
     return out
 

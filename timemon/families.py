@@ -10,7 +10,10 @@ moment it is added and keeps only strings: no per-sample tuple lives until the
 end of the scrape, so a scrape neither walks its samples twice nor fills the
 garbage collector's young generation with ~100,000 containers (which made
 CPython run full collections mid-scrape).  Label text is formatted once per
-distinct label set.  Parts that change rarely (a source's live statistics change
+distinct label set.  Families with one sample per source (offset, delay, the NTP
+server's stratum...) are ``Column``s: ``Families.columns`` reads one column for
+every source of a kind and renders it in one comprehension, instead of one call
+per sample.  Parts that change rarely (a source's live statistics change
 once per fold, not per scrape) are built once as a ``Fragment`` and merged as
 pre-rendered text.  Without ``text``, a ``Families`` keeps each sample as a tuple
 (label names, label values, value) and iterating it gives prometheus_client
@@ -21,6 +24,7 @@ same bytes either way (tests/test_web_config.py compares them).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -72,6 +76,10 @@ class LabelSet:
         self.values = values
         self.text = label_text(names, values, keep=False)
 
+    def prefix(self, sample_name: str) -> str:
+        """The start of a sample line, up to its value: ``name{labels} ``."""
+        return f"{sample_name}{self.text} "
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.values)
 
@@ -98,6 +106,39 @@ def _line(sample_name: str, labels: str, value: float) -> str:
     text = (repr(value) if value.__class__ is float and -1e6 < value < 1e6
             else format_value(value))
     return f"{sample_name}{labels} {text}\n"
+
+
+class Column:
+    """A family with at most one sample per source, labelled with the source's own
+    ``source``/``kind`` pair (``Source.label_values``): ``value(source)``, or None for
+    no sample.  ``Families.columns`` renders a column for many sources in one pass.
+
+    At 1,000 sources a scrape holds ~18,000 such samples that change between scrapes;
+    one call per sample (``gauge``) cost about half of a scrape's CPU, the rest being
+    mostly the formatting of the floats themselves.
+    """
+
+    __slots__ = ("name", "doc", "type", "sample_name", "value", "_prefixes")
+
+    def __init__(self, name: str, doc: str, mtype: str,
+                 value: Callable[[Any], float | None]) -> None:
+        self.name = name
+        self.doc = doc
+        self.type = mtype
+        self.sample_name = name + _SUFFIX[mtype]
+        self.value = value
+        # The label sets of the last scrape and their ``name{labels} `` texts: the same
+        # sources are scraped again and again.  Replaced whole (threads may share it).
+        self._prefixes: tuple[list[LabelSet], list[str]] = ([], [])
+
+    def prefixes(self, label_sets: list[LabelSet]) -> list[str]:
+        """``name{labels} `` for each label set."""
+        last_sets, texts = self._prefixes
+        if last_sets != label_sets:  # compares identities first: a C loop, no __eq__
+            sample_name = self.sample_name
+            texts = [ls.prefix(sample_name) for ls in label_sets]
+            self._prefixes = (label_sets, texts)
+        return texts
 
 
 class _Family:
@@ -167,6 +208,30 @@ class Families:
         else:
             family.entries.append((names, tuple(values), value))
 
+    def columns(self, columns: Sequence[Column], sources: Sequence[Any]) -> None:
+        """Each column's sample for each of ``sources`` (objects with a ``label_values``
+        LabelSet), in the order of ``sources``; a column with no sample at all adds no
+        family, as ``gauge`` would not."""
+        if not sources:
+            return
+        label_sets = [source.label_values for source in sources]
+        for column in columns:
+            values = list(map(column.value, sources))
+            if values.count(None) == len(values):
+                continue
+            family = (self._families.get(column.name)
+                      or self._family(column.name, column.doc, column.type, SOURCE_LABELS))
+            if not self._text:
+                family.entries.extend((SOURCE_LABELS, ls.values, v)  # type: ignore[misc]
+                                      for ls, v in zip(label_sets, values, strict=True)
+                                      if v is not None)
+                continue
+            # _line's formatting, inlined: this comprehension is the scrape's inner loop.
+            family.entries.append("".join([
+                f"{p}{repr(v) if v.__class__ is float and -1e6 < v < 1e6 else format_value(v)}\n"
+                for p, v in zip(column.prefixes(label_sets), values, strict=True)
+                if v is not None]))
+
     def gauge(
         self, name: str, doc: str, labels: Sequence[str], values: Sequence[str] | LabelSet,
         value: float,
@@ -216,8 +281,10 @@ class Families:
                 target = self._family(family.name, family.doc, family.type, family.labels)
                 target.entries.extend(family.entries)
             return
+        families = self._families
         for family, text in fragment.parts:
-            target = self._family(family.name, family.doc, family.type, family.labels)
+            target = families.get(family.name) or self._family(
+                family.name, family.doc, family.type, family.labels)
             if text:
                 target.entries.append(text)
 
@@ -226,7 +293,10 @@ class Families:
         out: list[str] = []
         for family in self._families.values():
             out.append(family.header())
-            family.render_samples(out)
+            if self._text:  # every entry is already text
+                out.extend(family.entries)  # type: ignore[arg-type]
+            else:
+                family.render_samples(out)
         return "".join(out).encode("utf-8")
 
     def __iter__(self) -> Iterator[Metric]:

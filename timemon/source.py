@@ -12,11 +12,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from timemon.families import SOURCE_LABELS, Families, Fragment, LabelSet
+from timemon.families import SOURCE_LABELS, Column, Families, Fragment, LabelSet
 
 if TYPE_CHECKING:
     from timemon.live import LiveResult, LiveSeries
@@ -61,6 +62,8 @@ class Source:
     kind = "unknown"
     #: A reference exports the generic offset families; the kernel does not.
     is_reference = True
+    #: This kind's own one-sample-per-source families (after GENERIC_COLUMNS).
+    COLUMNS: tuple[Column, ...] = ()
 
     def __init__(self, name: str, interval: float, sink: SampleSink | None = None) -> None:
         self.name = name
@@ -184,17 +187,24 @@ class Source:
 
     # -- exporter side ----------------------------------------------------
 
+    @classmethod
+    def columns(cls) -> tuple[Column, ...]:
+        """The one-sample-per-source families of this kind of source, rendered for all
+        its sources at once (``collect_sources``)."""
+        return (GENERIC_COLUMNS if cls.is_reference else ()) + cls.COLUMNS
+
     def collect(self, out: Families) -> None:
+        """All of this source's families (what ``collect_sources`` gives for it)."""
+        collect_sources(out, (self,))
+
+    def collect_own(self, out: Families) -> None:
+        """The families that are not columns: several samples, or extra labels."""
         if self.is_reference:
             self._collect_generic(out)
         self.collect_specific(out)
 
     def _collect_generic(self, out: Families) -> None:
         lv = self.label_values
-        out.gauge("timemon_source_up", "1 when the source's last poll gave an accepted sample.",
-                  SOURCE_LABELS, lv, 1.0 if self.up else 0.0)
-        out.counter("timemon_samples", "Raw samples accepted from the source.",
-                    SOURCE_LABELS, lv, self.samples_total)
         out.declare_counter("timemon_probe_errors",
                             "Polls or replies rejected, by reason (see README for the set).",
                             (*SOURCE_LABELS, "reason"))
@@ -202,36 +212,12 @@ class Source:
             out.counter("timemon_probe_errors", "", (*SOURCE_LABELS, "reason"),
                         (*lv, reason), count)
         if self.offset is not None:
-            out.gauge_with("timemon_offset_seconds",
-                           "Current best estimate of local minus reference time "
-                           "(positive: local ahead).",
-                           {"source": self.name, "kind": self.kind, **self.offset_labels()},
-                           self.offset)
-        optional = (
-            ("timemon_delay_seconds", self.delay, "Delay to the reference of the current best sample: NTP round trip, PTP mean path delay, chrony root delay."),
-            ("timemon_jitter_seconds", self.jitter,
-             "RMS difference of recent offsets from the best one."),
-            ("timemon_error_bound_seconds", self.error_bound,
-             "Upper bound of the local clock's error against this reference (README: formula)."),
-            ("timemon_probe_duration_seconds", self.probe_duration,
-             "Time the last poll took (NTP: up to the reply's kernel receive stamp)."),
-        )
-        for name, value, doc in optional:
-            if value is not None:
-                out.gauge(name, doc, SOURCE_LABELS, lv, value)
-        if self.last_sample_ns is not None:
-            out.gauge("timemon_last_sample_timestamp_seconds",
-                      "Unix time of the last accepted sample.", SOURCE_LABELS, lv,
-                      self.last_sample_ns / 1e9)
+            extra = self.offset_labels()
+            if extra:  # else a column (GENERIC_COLUMNS)
+                out.gauge_with("timemon_offset_seconds", _OFFSET_DOC,
+                               {"source": self.name, "kind": self.kind, **extra}, self.offset)
         if self.live is not None:
-            self._collect_live(out, lv)
-
-    def _collect_live(self, out: Families, lv: LabelSet) -> None:
-        live = self.live
-        assert live is not None
-        out.counter("timemon_offset_steps", "Offset steps (a stepped clock) that restarted the "
-                    "stability window.", SOURCE_LABELS, lv, live.steps)
-        out.merge(self.live_fragment(live.result))
+            out.merge(self.live_fragment(self.live.result))
 
     def live_fragment(self, result: LiveResult) -> Fragment:
         """The live statistics' families, rendered once per fold: by the statistics
@@ -243,6 +229,57 @@ class Source:
             cached = (result, Fragment(lambda: _live_families(result, lv)))
             self._live_fragment = cached  # one assignment: readers see old or new
         return cached[1]
+
+
+def collect_sources(out: Families, sources: Sequence[Source]) -> None:
+    """Every family of ``sources``: the columns of each kind of source for all its
+    sources in one pass, then each source's other families."""
+    by_kind: dict[type[Source], list[Source]] = {}
+    for source in sources:
+        by_kind.setdefault(type(source), []).append(source)
+    for kind, group in by_kind.items():
+        out.columns(kind.columns(), group)
+    for source in sources:
+        source.collect_own(out)
+
+
+_OFFSET_DOC = "Current best estimate of local minus reference time (positive: local ahead)."
+
+
+def _offset_without_extra_labels(source: Source) -> float | None:
+    return None if source.offset_labels() else source.offset
+
+
+def _last_sample_seconds(source: Source) -> float | None:
+    ns = source.last_sample_ns
+    return None if ns is None else ns / 1e9
+
+
+def _offset_steps(source: Source) -> int | None:
+    live = source.live
+    return None if live is None else live.steps
+
+
+# The families every reference exports, one sample per source.
+GENERIC_COLUMNS = (
+    Column("timemon_source_up", "1 when the source's last poll gave an accepted sample.",
+           "gauge", lambda source: 1.0 if source.up else 0.0),
+    Column("timemon_samples", "Raw samples accepted from the source.", "counter",
+           attrgetter("samples_total")),
+    Column("timemon_offset_seconds", _OFFSET_DOC, "gauge", _offset_without_extra_labels),
+    Column("timemon_delay_seconds", "Delay to the reference of the current best sample: NTP "
+           "round trip, PTP mean path delay, chrony root delay.", "gauge", attrgetter("delay")),
+    Column("timemon_jitter_seconds", "RMS difference of recent offsets from the best one.",
+           "gauge", attrgetter("jitter")),
+    Column("timemon_error_bound_seconds", "Upper bound of the local clock's error against this "
+           "reference (README: formula).", "gauge", attrgetter("error_bound")),
+    Column("timemon_probe_duration_seconds", "Time the last poll took (NTP: up to the reply's "
+           "kernel receive stamp).", "gauge", attrgetter("probe_duration")),
+    Column("timemon_last_sample_timestamp_seconds", "Unix time of the last accepted sample.",
+           "gauge", _last_sample_seconds),
+    Column("timemon_offset_steps", "Offset steps (a stepped clock) that restarted the "
+           "stability window.", "counter", _offset_steps),
+)
 
 
 _STABILITY_FAMILIES = (
