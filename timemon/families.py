@@ -4,7 +4,7 @@ Each source adds its samples by family name; families with the same name from
 several sources are merged into one, which Prometheus requires.  Built fresh
 on every scrape from snapshots, so nothing here is shared between threads.
 
-At 1,000 sources a scrape holds ~50,000 series, so the cost per series matters.
+At 1,000 sources a scrape holds ~64,000 series, so the cost per series matters.
 ``Families(text=True)`` (what ``/metrics`` uses) writes each sample's line the
 moment it is added and keeps only strings: no per-sample tuple lives until the
 end of the scrape, so a scrape neither walks its samples twice nor fills the
@@ -113,9 +113,9 @@ class Column:
     ``source``/``kind`` pair (``Source.label_values``): ``value(source)``, or None for
     no sample.  ``Families.columns`` renders a column for many sources in one pass.
 
-    At 1,000 sources a scrape holds ~18,000 such samples that change between scrapes;
-    one call per sample (``gauge``) cost about half of a scrape's CPU, the rest being
-    mostly the formatting of the floats themselves.
+    At 1,000 NTP sources a scrape holds 17,000 such samples.  A chain of calls per
+    sample (``gauge``) cost about a third of a scrape's CPU (in-process, best of 25:
+    53 ms before, 35 ms as columns); most of the rest is formatting the floats.
     """
 
     __slots__ = ("name", "doc", "type", "sample_name", "value", "_prefixes")
