@@ -21,7 +21,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -98,10 +98,10 @@ class Measurement:
 RejectCallback = Any  # Callable[[str, str], None]
 
 
-async def sleep_until_monotonic(deadline_ns: int) -> None:
+def sleep_until_monotonic(deadline_ns: int) -> Awaitable[None]:
     """Wait for a poll's due time (``time.monotonic_ns``): never less, and up to
     ``ntp_io.GATHER_NS`` more, so that polls due together leave in one wake-up."""
-    await Requests.of(asyncio.get_running_loop()).sleep_until(deadline_ns)
+    return Requests.of(asyncio.get_running_loop()).sleep_until(deadline_ns)
 
 
 def _same_endpoint(got: tuple, want: tuple) -> tuple[bool, bool]:
@@ -114,6 +114,12 @@ class ClientSocket:
 
     ``sent`` counts the datagrams sent from the current socket: the number the
     kernel gives the next one's transmit stamp (``SOF_TIMESTAMPING_OPT_ID``).
+
+    The socket stays in the loop's epoll set (``ntp_io.Requests``) from one request
+    to the next, not only while one is in flight: adding and removing it for each
+    request were two system calls a poll.  Should a datagram come while no request
+    is in flight, the socket leaves the set, and the next request reads that
+    datagram (and rejects it, as before).
     """
 
     def __init__(self) -> None:
@@ -121,6 +127,33 @@ class ClientSocket:
         self.family = 0
         self.tx_enabled = False
         self.sent = 0
+        self._on_readable: Callable[[], None] | None = None  # the request in flight's
+        self._watched_by: Requests | None = None
+
+    def watch(self, requests: Requests, on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable`` when the socket has something to read, until ``idle``."""
+        assert self.sock is not None
+        self._on_readable = on_readable
+        if self._watched_by is not requests:
+            self._unwatch()  # (a socket kept from another event loop: tests do that)
+            requests.watch(self.sock.fileno(), self._readable)
+            self._watched_by = requests
+
+    def idle(self) -> None:
+        """No request in flight any more."""
+        self._on_readable = None
+
+    def _readable(self) -> None:
+        on_readable = self._on_readable
+        if on_readable is not None:
+            on_readable()
+        else:  # left for the next request; level-triggered epoll would report it again
+            self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self._watched_by is not None and self.sock is not None:
+            self._watched_by.unwatch(self.sock.fileno())
+        self._watched_by = None
 
     def take(self, family: int) -> socket.socket:
         """The socket for the next request: the current one, or a new one when due."""
@@ -140,6 +173,8 @@ class ClientSocket:
 
     def retire(self) -> None:
         """Close the socket: the next request gets a new one, with a new port."""
+        self._on_readable = None
+        self._unwatch()  # before closing: the descriptor's number will be reused
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -172,7 +207,6 @@ async def query(
         sock = client.take(family)
     except OSError as exc:
         raise NtpProbeError("network", f"cannot open a socket: {exc}") from exc
-    fd = sock.fileno()
     tx_enabled, send_id = client.tx_enabled, client.sent
     retire = True  # unless the exchange ends cleanly
     requests = Requests.of(asyncio.get_running_loop())
@@ -219,7 +253,7 @@ async def query(
                     continue
                 done.set_result((reply, got.rx_ns, got.kernel_stamp))
 
-        requests.watch(fd, on_readable)
+        client.watch(requests, on_readable)
         try:
             fallback_t1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
             try:
@@ -236,7 +270,7 @@ async def query(
                 "timeout", f"no valid reply within {timeout:g} s"))
             reply, t4, rx_kernel = await done
         finally:
-            requests.unwatch(fd)
+            client.idle()
         if tx_enabled and not tx_stamp:
             stamp = read_tx_stamp(sock, send_id)
             if stamp is not None:

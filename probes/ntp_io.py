@@ -74,18 +74,20 @@ class Requests:
 
     # -- sends -------------------------------------------------------------------
 
-    async def sleep_until(self, deadline_ns: int) -> None:
-        """Return at ``deadline_ns`` (``time.monotonic_ns``) or up to ``GATHER_NS`` after
-        it, never before."""
-        if deadline_ns <= time.monotonic_ns():
-            return
+    def sleep_until(self, deadline_ns: int) -> asyncio.Future[None]:
+        """A future done at ``deadline_ns`` (``time.monotonic_ns``) or up to ``GATHER_NS``
+        after it, never before; already done if that time has passed.  A future, not a
+        coroutine: the awaiting task resumes without one more frame to pass through."""
         waiter = self._loop.create_future()
+        if deadline_ns <= time.monotonic_ns():
+            waiter.set_result(None)
+            return waiter
         at = bisect.bisect_right(self._due_ns, deadline_ns)
         self._due_ns.insert(at, deadline_ns)
         self._waiting.insert(at, waiter)
         if at == 0 or deadline_ns <= self._due_ns[0] + GATHER_NS:
             self._plan()
-        await waiter  # a cancelled waiter stays listed until its time, then is skipped
+        return waiter  # a cancelled waiter stays listed until its time, then is skipped
 
     def _send_wakeup(self) -> float:
         """When the waiting sources want the loop: the last due time within

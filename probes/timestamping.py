@@ -124,7 +124,10 @@ def read_tx_stamp(sock: socket.socket, send_id: int | None = None) -> int | None
     """Drain the error queue and return a software transmit stamp, if there is one.
 
     With ``send_id``, only the stamp of that datagram (numbered from 0 since
-    ``enable_timestamps``) counts; without, the newest one.
+    ``enable_timestamps``) counts, and reading stops at it: the queue is FIFO, so
+    what came before (a late stamp, an ICMP error) is drained, and the read that
+    would only find the queue empty is saved (one system call and an exception a
+    poll).  Without ``send_id``, the queue is drained and the newest stamp returned.
     """
     stamp = None
     while True:
@@ -136,5 +139,8 @@ def read_tx_stamp(sock: socket.socket, send_id: int | None = None) -> int | None
         except OSError:
             return stamp
         found = _stamp_from_ancillary(ancdata)
-        if found is not None and (send_id is None or _send_id(ancdata) == send_id):
-            stamp = found
+        if found is not None:
+            if send_id is None:
+                stamp = found
+            elif _send_id(ancdata) == send_id:
+                return found

@@ -241,9 +241,35 @@ def test_a_transmit_stamp_is_matched_to_its_own_datagram() -> None:
         windows.append((before, time.clock_gettime_ns(time.CLOCK_REALTIME)))
         time.sleep(0.005)
     stamp = read_tx_stamp(sock, 1)
+    after = read_tx_stamp(sock, 2)  # reading stopped at the second: the third's is left
     client.retire()
     sink.close()
     assert stamp is not None and windows[1][0] <= stamp <= windows[1][1]
+    assert after is not None and windows[2][0] <= after <= windows[2][1]
+
+
+def test_the_socket_stays_watched_between_requests(responders: ResponderThread) -> None:
+    r = responders.add()
+    src, accepted = make_source(r.port)
+
+    async def run() -> None:
+        requests = ntp_io.Requests.of(asyncio.get_running_loop())
+        await poll(src, 2)
+        assert src._client.sock is not None
+        fd = src._client.sock.fileno()
+        assert fd in requests._readers  # no request in flight, still in the epoll set
+        # A datagram while no request is in flight: the socket leaves the set (else
+        # it would be reported at every wake-up) and the next request reads it.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stray:
+            stray.sendto(b"\x24" + bytes(47), src._client.sock.getsockname())
+            await asyncio.sleep(0.5)
+        assert fd not in requests._readers
+        await poll(src, 1)
+
+    asyncio.run(run())
+    asyncio.run(src.close())
+    assert len(accepted) == 3
+    assert src.errors["wrong_port"] == 1  # the stray, read and rejected by the third
 
 
 def test_unresolvable_host_is_an_error_not_a_crash() -> None:

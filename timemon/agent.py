@@ -75,7 +75,9 @@ class Agent:
         # samples they took meanwhile.
         self._restoring: dict[str, asyncio.Task[None]] = {}
         self._held: dict[str, list[Sample]] = {}
-        self._reloading = 0  # SIGHUP reloads in progress (they may interleave)
+        # The start-up and SIGHUP reloads in progress (reloads may interleave): no heap.settle
+        # until they are done (a replay finishing meanwhile would settle each time).
+        self._building = 0
         self.server: MetricsServer | None = None
         # One thread for numpy work, so the event loop never waits on it.
         self._stats_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stats")
@@ -145,7 +147,7 @@ class Agent:
         for sample in self._held.pop(source.name, []):
             live.add(sample)
         source.live = live
-        if not self._restoring and not self._reloading:
+        if not self._restoring and not self._building:
             heap.settle()  # the last replay: the replay's garbage goes back to the kernel
 
     async def _stop_source(self, name: str) -> None:
@@ -191,7 +193,7 @@ class Agent:
         wanted = {sc.name: sc for sc in new.sources}
         # Dropped sources' cycles must stay collectable: no freeze until the reload is
         # done (a replay finishing meanwhile would freeze a source being stopped).
-        self._reloading += 1
+        self._building += 1
         heap.thaw()
         try:
             for name, (sc, _src, _task) in list(self.sources.items()):
@@ -201,8 +203,8 @@ class Agent:
                 if name not in self.sources:
                     await self._start_source(sc)
         finally:
-            self._reloading -= 1
-        if not self._restoring and not self._reloading:
+            self._building -= 1
+        if not self._restoring and not self._building:
             heap.settle()
         if new.listen != self.config.listen or new.store != self.config.store:
             log.warning("SIGHUP: 'listen' and 'store' changes take effect at restart")
@@ -281,8 +283,12 @@ class Agent:
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         lag_task = asyncio.create_task(self._watch_loop_lag())
-        for sc in self.config.sources:
-            await self._start_source(sc)
+        self._building += 1
+        try:
+            for sc in self.config.sources:
+                await self._start_source(sc)
+        finally:
+            self._building -= 1
         if not self._restoring:
             heap.settle()  # without a store (or history) the long-lived state is built now
         stats_task = asyncio.create_task(self._run_statistics())
