@@ -361,6 +361,9 @@ class NtpSource(Source):
         self.interleaved = False  # the server's last reply was interleaved
         self._interleave: Interleave | None = None
         self._client = ClientSocket()
+        # (refid, stratum, version) and the labels of timemon_ntp_server_info made of
+        # them: kept while they hold, not built again at every scrape
+        self._server_labels: tuple[tuple[bytes, int, int], dict[str, str]] | None = None
 
     # -- schedule ------------------------------------------------------------
 
@@ -475,10 +478,15 @@ class NtpSource(Source):
             out.counter("timemon_ntp_kod", "", (*SOURCE_LABELS, "code"), (*lv, code), count)
         reply = self.reply
         if reply is not None:
+            known = self._server_labels
+            key = (reply.refid, reply.stratum, reply.version)
+            if known is None or known[0] != key:
+                known = (key,
+                         {"refid": reply.refid_text, "version": str(reply.version),
+                          "address": str(self.address)})
+                self._server_labels = known  # one assignment: a scrape sees old or new
             out.info("timemon_ntp_server", "Identity of the server's reference.",
-                     SOURCE_LABELS, lv,
-                     {"refid": reply.refid_text, "version": str(reply.version),
-                      "address": str(self.address)})
+                     SOURCE_LABELS, lv, known[1])
 
     def reference_info(self) -> dict[str, str]:
         info = {"server": str(self.address)}

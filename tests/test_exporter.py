@@ -56,6 +56,27 @@ def test_scrape_has_the_generic_and_ntp_families() -> None:
     assert info.labels["refid"] == "GPS"
 
 
+def test_server_info_follows_the_servers_reference() -> None:
+    import dataclasses
+
+    state = populated_state()
+    ntp = state.sources[0]
+    assert isinstance(ntp, NtpSource) and ntp.reply is not None
+
+    def server_info() -> dict[str, str]:
+        text = generate_latest(make_registry(state)).decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return families["timemon_ntp_server_info"].samples[0].labels
+
+    assert server_info()["refid"] == "GPS"
+    # Stratum 2: the refid is the upstream server's IPv4 address (RFC 5905).
+    ntp.reply = dataclasses.replace(ntp.reply, stratum=2, refid=bytes([192, 0, 2, 7]))
+    assert server_info() == {"source": "gm", "kind": "ntp", "refid": "192.0.2.7",
+                             "version": "4", "address": "192.0.2.1:123"}
+    ntp.reply = dataclasses.replace(ntp.reply, version=3)
+    assert server_info()["version"] == "3"
+
+
 def test_collect_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = make_registry(populated_state())
 
@@ -100,5 +121,27 @@ def test_a_source_gauge_line_writes_the_value_as_prometheus_client(value: float)
 
     out = Families(text=True)
     out.gauge("x", "doc", SOURCE_LABELS, LabelSet(SOURCE_LABELS, ("s", "ntp")), value)
+    line = out.render().decode().splitlines()[-1]
+    assert line == f'x{{kind="ntp",source="s"}} {floatToGoString(value)}'
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                 st.floats(min_value=-2e6, max_value=2e6),
+                 st.integers(min_value=-2_000_000, max_value=2_000_000),
+                 st.integers(min_value=-(2**62), max_value=2**62),
+                 st.booleans()))
+def test_a_column_writes_the_value_as_prometheus_client(value: float) -> None:
+    """The column path's shortcuts (repr for a float, digits and ".0" for an int, both
+    below 1e6) must agree with prometheus_client as well."""
+    from prometheus_client.utils import floatToGoString
+
+    from timemon.families import SOURCE_LABELS, Column, Families, LabelSet
+
+    class Holder:
+        label_values = LabelSet(SOURCE_LABELS, ("s", "ntp"))
+
+    out = Families(text=True)
+    out.columns((Column("x", "doc", "gauge", lambda _h: value),), (Holder(),))
     line = out.render().decode().splitlines()[-1]
     assert line == f'x{{kind="ntp",source="s"}} {floatToGoString(value)}'

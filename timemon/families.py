@@ -227,8 +227,12 @@ class Families:
                                       if v is not None)
                 continue
             # _line's formatting, inlined: this comprehension is the scrape's inner loop.
+            # Below 1e6, Go writes a float as repr does, and an int (a counter, a
+            # stratum) as its digits and ".0" (format_value, without its call).
             family.entries.append("".join([
-                f"{p}{repr(v) if v.__class__ is float and -1e6 < v < 1e6 else format_value(v)}\n"
+                f"{p}{repr(v)}\n" if v.__class__ is float and -1e6 < v < 1e6
+                else f"{p}{v}.0\n" if v.__class__ is int and -1_000_000 < v < 1_000_000
+                else f"{p}{format_value(v)}\n"
                 for p, v in zip(column.prefixes(label_sets), values, strict=True)
                 if v is not None]))
 
