@@ -145,3 +145,31 @@ def test_a_column_writes_the_value_as_prometheus_client(value: float) -> None:
     out.columns((Column("x", "doc", "gauge", lambda _h: value),), (Holder(),))
     line = out.render().decode().splitlines()[-1]
     assert line == f'x{{kind="ntp",source="s"}} {floatToGoString(value)}'
+
+
+def test_a_column_follows_its_values_from_scrape_to_scrape() -> None:
+    from timemon.families import SOURCE_LABELS, Column, Families, LabelSet
+
+    class Holder:
+        def __init__(self, name: str, value: float | None) -> None:
+            self.label_values = LabelSet(SOURCE_LABELS, (name, "ntp"))
+            self.value = value
+
+    column = Column("x", "doc", "gauge", lambda h: h.value)
+    holders = [Holder("a", 1.0), Holder("b", 2)]
+
+    def scrape() -> list[str]:
+        out = Families(text=True)
+        out.columns((column,), holders)
+        return [line for line in out.render().decode().splitlines()
+                if not line.startswith("#")]
+
+    assert scrape() == ['x{kind="ntp",source="a"} 1.0', 'x{kind="ntp",source="b"} 2.0']
+    label_sets = [h.label_values for h in holders]
+    assert column.text(label_sets, [1.0, 2]) is column.text(label_sets, [1.0, 2])  # reused
+    holders[1].value = 2.5
+    assert scrape()[1] == 'x{kind="ntp",source="b"} 2.5'
+    holders[0].value = None
+    assert scrape() == ['x{kind="ntp",source="b"} 2.5']
+    holders.append(Holder("c", 2.5))  # a new source: new label sets, same values
+    assert scrape()[-1] == 'x{kind="ntp",source="c"} 2.5'

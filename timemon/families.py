@@ -118,7 +118,7 @@ class Column:
     53 ms before, 35 ms as columns); most of the rest is formatting the floats.
     """
 
-    __slots__ = ("name", "doc", "type", "sample_name", "value", "_prefixes")
+    __slots__ = ("name", "doc", "type", "sample_name", "value", "_prefixes", "_rendered")
 
     def __init__(self, name: str, doc: str, mtype: str,
                  value: Callable[[Any], float | None]) -> None:
@@ -130,6 +130,10 @@ class Column:
         # The label sets of the last scrape and their ``name{labels} `` texts: the same
         # sources are scraped again and again.  Replaced whole (threads may share it).
         self._prefixes: tuple[list[LabelSet], list[str]] = ([], [])
+        # The prefixes, values and text of the last scrape.  Half the columns of a
+        # steady fleet hold still between scrapes (up, stratum, leap, poll interval,
+        # the server's root delay...); their text is reused, not formatted again.
+        self._rendered: tuple[list[str], list[float | None], str] = ([], [], "")
 
     def prefixes(self, label_sets: list[LabelSet]) -> list[str]:
         """``name{labels} `` for each label set."""
@@ -139,6 +143,26 @@ class Column:
             texts = [ls.prefix(sample_name) for ls in label_sets]
             self._prefixes = (label_sets, texts)
         return texts
+
+    def text(self, label_sets: list[LabelSet], values: list[float | None]) -> str:
+        """The sample lines of ``values`` (None: no sample), one per label set."""
+        prefixes = self.prefixes(label_sets)
+        last_prefixes, last_values, text = self._rendered
+        # == compares numbers: a zero whose sign flipped keeps the text of the other
+        # (0.0 for -0.0), the same number to Prometheus; identical NaNs compare equal.
+        if last_prefixes is prefixes and last_values == values:
+            return text
+        # _line's formatting, inlined: this comprehension is the scrape's inner loop.
+        # Below 1e6, Go writes a float as repr does, and an int (a counter, a
+        # stratum) as its digits and ".0" (format_value, without its call).
+        text = "".join([
+            f"{p}{repr(v)}\n" if v.__class__ is float and -1e6 < v < 1e6
+            else f"{p}{v}.0\n" if v.__class__ is int and -1_000_000 < v < 1_000_000
+            else f"{p}{format_value(v)}\n"
+            for p, v in zip(prefixes, values, strict=True)
+            if v is not None])
+        self._rendered = (prefixes, values, text)  # replaced whole: threads may share it
+        return text
 
 
 class _Family:
@@ -226,15 +250,7 @@ class Families:
                                       for ls, v in zip(label_sets, values, strict=True)
                                       if v is not None)
                 continue
-            # _line's formatting, inlined: this comprehension is the scrape's inner loop.
-            # Below 1e6, Go writes a float as repr does, and an int (a counter, a
-            # stratum) as its digits and ".0" (format_value, without its call).
-            family.entries.append("".join([
-                f"{p}{repr(v)}\n" if v.__class__ is float and -1e6 < v < 1e6
-                else f"{p}{v}.0\n" if v.__class__ is int and -1_000_000 < v < 1_000_000
-                else f"{p}{format_value(v)}\n"
-                for p, v in zip(column.prefixes(label_sets), values, strict=True)
-                if v is not None]))
+            family.entries.append(column.text(label_sets, values))
 
     def gauge(
         self, name: str, doc: str, labels: Sequence[str], values: Sequence[str] | LabelSet,
