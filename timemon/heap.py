@@ -29,8 +29,8 @@ log = logging.getLogger("timemon.heap")
 # 10 ms second-generation one each second, 2.6 % of a core on the event loop (gc
 # callbacks, 65 s at 1,000 sources on the reference VM).  Almost everything a poll
 # allocates is freed by its reference count, so with 10,000 the count is rarely
-# reached (6 collections in 65 s, 0.06 % of a core); reference cycles, which only
-# the collector frees, wait for at most 10,000 net allocations (a few MB).
+# reached (6 collections in 65 s, 0.06 % of a core).  Reference cycles, which only
+# the collector frees, wait longer: up to 10,000 net allocations.
 YOUNG_THRESHOLD = 10_000
 
 
