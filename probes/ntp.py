@@ -28,7 +28,7 @@ from typing import Any
 
 from timemon.probes import ntp_packet as pkt
 from timemon.probes.ntp_filter import ClockFilter, FilterEntry, FilterPick
-from timemon.probes.ntp_io import Requests
+from timemon.probes.ntp_io import Requests, Wake
 from timemon.probes.timestamping import enable_timestamps, read_tx_stamp, receive
 
 from timemon.address import HostPort
@@ -49,6 +49,7 @@ MAX_BACKOFF_SECONDS = 1024.0  # ...and not less often than every 1024 s (unless 
 PORT_REUSE = 16  # requests sent from one client socket (one source port) at most
 PRECISION_LOCAL = 1e-9  # our stamps are in ns; the filter's rho for the local side
 MAX_START_SPREAD = 2.0  # seconds: the first poll waits a random part of the interval, up to this
+RESOLVE_EVERY_NS = 300 * 1_000_000_000  # a host name is resolved again after 5 minutes
 
 class NtpProbeError(ProbeError):
     """A failed NTP query; ``reason`` is the ``timemon_probe_errors_total`` label."""
@@ -180,6 +181,168 @@ class ClientSocket:
             self.sock = None
 
 
+class Request:
+    """One request in flight: its nonce, the checks of its reply, its time-out.
+
+    What it ends with goes to ``on_done``, once: a ``Measurement``, or the
+    ``NtpProbeError`` or ``pkt.KissOfDeath`` that ended it.  The NTP source polls
+    with callbacks alone (``NtpSource.run``); ``query`` awaits the same request.
+    At 1,000 polls a second a task per source cost ~3 % of a core: two futures,
+    two task steps and a coroutine chain a poll (measured with a scratch poller).
+
+    ``done`` and ``set_exception`` let ``ntp_io.Requests.expire`` time it out as
+    it would a future.
+    """
+
+    __slots__ = ("sockaddr", "client", "sock", "own", "tx_enabled", "send_id", "nonce",
+                 "cookie", "interleave", "on_reject", "on_done", "tx_stamp", "rejected",
+                 "fallback_t1", "finished")
+
+    def __init__(self, sockaddr: tuple, interleave: Interleave | None,
+                 on_reject: RejectCallback | None,
+                 on_done: Callable[[Measurement | Exception], None],
+                 client: ClientSocket | None) -> None:
+        self.sockaddr = sockaddr
+        self.own = client is None  # a socket opened for this request alone
+        self.client = ClientSocket() if client is None else client
+        self.sock: socket.socket | None = None
+        self.tx_enabled = False
+        self.send_id = 0
+        self.nonce = pkt.new_nonce()
+        self.cookie = pkt.new_nonce() if interleave else None
+        self.interleave = interleave
+        self.on_reject = on_reject
+        self.on_done = on_done
+        self.tx_stamp: int | None = None
+        self.rejected = False
+        self.fallback_t1 = 0
+        self.finished = False
+
+    def send(self, family: int, requests: Requests, timeout: float,
+             on_send: Callable[[], None] | None) -> None:
+        """Send the request; raises ``NtpProbeError`` (and keeps no socket) if it cannot."""
+        client = self.client
+        try:
+            sock = self.sock = client.take(family)
+        except OSError as exc:
+            raise NtpProbeError("network", f"cannot open a socket: {exc}") from exc
+        self.tx_enabled, self.send_id = client.tx_enabled, client.sent
+        client.watch(requests, self._readable)
+        interleave, cookie = self.interleave, self.cookie
+        self.fallback_t1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        try:
+            datagram = pkt.build_request(
+                self.nonce, interleave=(interleave.server_receive_wire, cookie)
+                if interleave and cookie else None)
+            if on_send is not None:
+                on_send()
+            client.sent += 1
+            sock.sendto(datagram, self.sockaddr)
+        except OSError as exc:
+            self.abandon()
+            raise NtpProbeError("network", f"send failed: {exc}") from exc
+        requests.expire(timeout, self, lambda: NtpProbeError(
+            "timeout", f"no valid reply within {timeout:g} s"))
+
+    # -- what ntp_io.Requests calls ------------------------------------------------
+
+    def done(self) -> bool:
+        return self.finished
+
+    def set_exception(self, exception: BaseException) -> None:
+        """The time-out (or a reply's error): the request ends with ``exception``."""
+        if not self.finished:
+            self._end(exception)  # type: ignore[arg-type]
+
+    def _readable(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        # The error queue (transmit stamp) also wakes the selector: drain it
+        # here or the loop would spin until the reply arrives.
+        if self.tx_enabled:  # (a late stamp of an earlier request is drained, not used)
+            stamp = read_tx_stamp(sock, self.send_id)
+            if stamp is not None:
+                self.tx_stamp = stamp
+        sockaddr, on_reject = self.sockaddr, self.on_reject
+        while not self.finished:
+            try:
+                got = receive(sock)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._end(NtpProbeError("network", str(exc)))
+                return
+            same_host, same_port = _same_endpoint(got.address, sockaddr)
+            if not same_host or not same_port:
+                self.rejected = True
+                if on_reject:
+                    on_reject("wrong_port" if same_host else "wrong_address",
+                              f"reply from {got.address[0]}:{got.address[1]}")
+                continue
+            try:
+                reply = pkt.parse_reply(got.data, self.nonce, got.rx_ns, self.cookie)
+            except pkt.KissOfDeath as kod:
+                self._end(kod)
+                return
+            except pkt.NtpReplyError as exc:
+                self.rejected = True
+                if on_reject:
+                    on_reject(exc.reason, str(exc))
+                continue
+            self._end(self._measure(reply, got.rx_ns, got.kernel_stamp))
+
+    # -- the end -------------------------------------------------------------------
+
+    def _measure(self, reply: pkt.ServerReply, t4: int,
+                 rx_kernel: bool) -> Measurement | NtpProbeError:
+        if self.tx_enabled and self.tx_stamp is None:
+            assert self.sock is not None
+            self.tx_stamp = read_tx_stamp(self.sock, self.send_id)
+        stamped = self.tx_stamp is not None
+        t1 = self.tx_stamp if self.tx_stamp is not None else self.fallback_t1
+        following = Interleave(t1, reply.receive_ns, t4, reply.receive_wire,
+                               sampled=not reply.interleaved)
+        interleave = self.interleave
+        if reply.interleaved and interleave is not None:
+            exchange = pkt.Exchange(interleave.t1_ns, interleave.t2_ns, reply.transmit_ns,
+                                    interleave.t4_ns)
+            if exchange.delay_ns < 0 or reply.transmit_ns < interleave.t2_ns:
+                return NtpProbeError("bad_timestamps", "inconsistent interleaved reply")
+            return Measurement(reply, exchange, stamped, rx_kernel, interleaved=True,
+                               duplicate=interleave.sampled, next_interleave=following)
+        exchange = pkt.Exchange(t1, reply.receive_ns, reply.transmit_ns, t4)
+        return Measurement(reply, exchange, stamped, rx_kernel, next_interleave=following)
+
+    def _end(self, outcome: Measurement | Exception) -> None:
+        self.finished = True
+        self.client.idle()
+        # Anyone who got a forged reply to this port knows it: the next request moves.
+        if self.own or self.rejected or outcome.__class__ is not Measurement:
+            self.client.retire()
+        self.on_done(outcome)
+
+    def abandon(self) -> None:
+        """Give up the request (its poll was cancelled): nothing more is read or called."""
+        if not self.finished:
+            self.finished = True
+            self.client.idle()
+            self.client.retire()
+
+
+def start_request(sockaddr: tuple, family: int, timeout: float,
+                  on_done: Callable[[Measurement | Exception], None],
+                  on_reject: RejectCallback | None, interleave: Interleave | None,
+                  on_send: Callable[[], None] | None, client: ClientSocket,
+                  requests: Requests | None) -> Request:
+    """Send a request for the NTP source's callbacks (``query`` without the waiting);
+    raises ``NtpProbeError`` if it cannot be sent.  tests/test_rate_safety.py puts a
+    fake server here."""
+    request = Request(sockaddr, interleave, on_reject, on_done, client)
+    assert requests is not None
+    request.send(family, requests, timeout, on_send)
+    return request
+
+
 async def query(
     sockaddr: tuple,
     family: int,
@@ -200,99 +363,21 @@ async def query(
     ``client`` is the source's socket to send from; without it, a socket is
     opened for this request alone.
     """
-    own = client is None
-    if client is None:
-        client = ClientSocket()
-    try:
-        sock = client.take(family)
-    except OSError as exc:
-        raise NtpProbeError("network", f"cannot open a socket: {exc}") from exc
-    tx_enabled, send_id = client.tx_enabled, client.sent
-    retire = True  # unless the exchange ends cleanly
-    requests = Requests.of(asyncio.get_running_loop())
-    try:
-        nonce = pkt.new_nonce()
-        cookie = pkt.new_nonce() if interleave else None
-        done: asyncio.Future[tuple[pkt.ServerReply, int, bool]] = (
-            asyncio.get_running_loop().create_future())
-        tx_stamp: list[int] = []
-        rejected = False
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Measurement] = loop.create_future()
 
-        def on_readable() -> None:
-            nonlocal rejected
-            # The error queue (transmit stamp) also wakes the selector: drain it
-            # here or the loop would spin until the reply arrives.
-            if tx_enabled:  # (a late stamp of an earlier request is drained, not used)
-                stamp = read_tx_stamp(sock, send_id)
-                if stamp is not None:
-                    tx_stamp.append(stamp)
-            while not done.done():
-                try:
-                    got = receive(sock)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    done.set_exception(NtpProbeError("network", str(exc)))
-                    return
-                same_host, same_port = _same_endpoint(got.address, sockaddr)
-                if not same_host or not same_port:
-                    rejected = True
-                    if on_reject:
-                        on_reject("wrong_port" if same_host else "wrong_address",
-                                  f"reply from {got.address[0]}:{got.address[1]}")
-                    continue
-                try:
-                    reply = pkt.parse_reply(got.data, nonce, got.rx_ns, cookie)
-                except pkt.KissOfDeath as kod:
-                    done.set_exception(kod)
-                    return
-                except pkt.NtpReplyError as exc:
-                    rejected = True
-                    if on_reject:
-                        on_reject(exc.reason, str(exc))
-                    continue
-                done.set_result((reply, got.rx_ns, got.kernel_stamp))
+    def on_done(outcome: Measurement | Exception) -> None:
+        if outcome.__class__ is Measurement:
+            done.set_result(outcome)  # type: ignore[arg-type]
+        else:
+            done.set_exception(outcome)  # type: ignore[arg-type]
 
-        client.watch(requests, on_readable)
-        try:
-            fallback_t1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
-            try:
-                request = pkt.build_request(
-                    nonce, interleave=(interleave.server_receive_wire, cookie)
-                    if interleave and cookie else None)
-                if on_send is not None:
-                    on_send()
-                client.sent += 1
-                sock.sendto(request, sockaddr)
-            except OSError as exc:
-                raise NtpProbeError("network", f"send failed: {exc}") from exc
-            requests.expire(timeout, done, lambda: NtpProbeError(
-                "timeout", f"no valid reply within {timeout:g} s"))
-            reply, t4, rx_kernel = await done
-        finally:
-            client.idle()
-        if tx_enabled and not tx_stamp:
-            stamp = read_tx_stamp(sock, send_id)
-            if stamp is not None:
-                tx_stamp.append(stamp)
-        # Anyone who got a forged reply to this port knows it: the next request moves.
-        retire = own or rejected
-        t1 = tx_stamp[-1] if tx_stamp else fallback_t1
-        following = Interleave(t1, reply.receive_ns, t4, reply.receive_wire,
-                               sampled=not reply.interleaved)
-        if reply.interleaved and interleave is not None:
-            exchange = pkt.Exchange(interleave.t1_ns, interleave.t2_ns, reply.transmit_ns,
-                                    interleave.t4_ns)
-            if exchange.delay_ns < 0 or reply.transmit_ns < interleave.t2_ns:
-                raise NtpProbeError("bad_timestamps", "inconsistent interleaved reply")
-            return Measurement(reply, exchange, bool(tx_stamp), rx_kernel, interleaved=True,
-                               duplicate=interleave.sampled, next_interleave=following)
-        exchange = pkt.Exchange(t1, reply.receive_ns, reply.transmit_ns, t4)
-        return Measurement(reply, exchange, bool(tx_stamp), rx_kernel,
-                           next_interleave=following)
+    request = Request(sockaddr, interleave, on_reject, on_done, client)
+    request.send(family, Requests.of(loop), timeout, on_send)
+    try:
+        return await done
     finally:
-        if retire:
-            client.retire()
+        request.abandon()  # cancelled while waiting; else it has already finished
 
 
 async def resolve(address: HostPort) -> tuple[int, tuple]:
@@ -355,12 +440,20 @@ class NtpSource(Source):
         self.filter = ClockFilter()
         self.reply: pkt.ServerReply | None = None
         self._resolved: tuple[int, tuple] | None = None
-        self._resolved_at = 0.0
+        self._resolved_at_ns = 0
         self.last_send_ns = 0  # monotonic time of the last request sent
         self.use_interleaved = interleaved
         self.interleaved = False  # the server's last reply was interleaved
         self._interleave: Interleave | None = None
         self._client = ClientSocket()
+        # The polls' callbacks (run): the loop's Requests, the next poll's wake-up, the
+        # request in flight or the name being resolved, and what run() waits for.
+        self._requests: Requests | None = None
+        self._wake: Wake | None = None
+        self._in_flight: Request | None = None
+        self._resolving: asyncio.Task[None] | None = None
+        self._ended: asyncio.Future[None]
+        self._started = 0  # monotonic ns when the poll in progress began
         # (refid, stratum, version) and the labels of timemon_ntp_server_info made of
         # them: kept while they hold, not built again at every scrape
         self._server_labels: tuple[tuple[bytes, int, int], dict[str, str]] | None = None
@@ -380,27 +473,106 @@ class NtpSource(Source):
         return min(self.poll_interval * 2.0 ** min(self.consecutive_timeouts, 30), cap)
 
     async def run(self) -> None:
-        # Sources started together would otherwise poll in one burst every interval,
-        # for ever (each is spaced from its own previous send): the load, and the
-        # wait of a scrape that lands in the burst, come in spikes.
-        spread = random.uniform(0.0, min(self.poll_interval, MAX_START_SPREAD))
-        try:
-            await sleep_until_monotonic(time.monotonic_ns() + int(spread * 1e9))
-            while self.stopped_by_kod is None:
-                await self.poll_once()
-                # Spaced from the moment the last request really left (or was about to,
-                # when resolving failed): never two requests closer than the interval.
-                await sleep_until_monotonic(self.last_send_ns + int(self.next_delay() * 1e9))
-        finally:
-            self._client.retire()  # stopped, removed by a reload, or the agent ends
+        """Poll until the server says DENY or RSTR (or the task is cancelled).
+
+        The polls themselves are callbacks (``_poll_due``, then the request's
+        ``_on_done``): the task only waits here for the end.
+        """
+        if self.stopped_by_kod is None:
+            loop = asyncio.get_running_loop()
+            self._requests = Requests.of(loop)
+            self._ended = loop.create_future()
+            # Sources started together would otherwise poll in one burst every interval,
+            # for ever (each is spaced from its own previous send): the load, and the
+            # wait of a scrape that lands in the burst, come in spikes.
+            spread = random.uniform(0.0, min(self.poll_interval, MAX_START_SPREAD))
+            self._schedule(time.monotonic_ns() + int(spread * 1e9))
+            try:
+                await self._ended
+            finally:
+                self._halt()  # stopped, removed by a reload, or the agent ends
         # DENY or RSTR: the server asked us to stop.  Stay down until a reload.
         self.set_up(False)
 
+    def _schedule(self, due_ns: int) -> None:
+        assert self._requests is not None
+        self._wake = self._requests.call_at_ns(due_ns, self._poll_due)
+
+    def _poll_due(self) -> None:
+        """A poll is due: send it, or resolve the server's name first (a task)."""
+        self._wake = None
+        started = self._started = time.monotonic_ns()
+        self.last_send_ns = started  # until the request actually leaves
+        resolved = self._resolved
+        if resolved is None or not (self.address.is_literal
+                                    or started - self._resolved_at_ns < RESOLVE_EVERY_NS):
+            self._resolving = asyncio.get_running_loop().create_task(self._resolve_and_send())
+            return
+        self._send(resolved)
+
+    async def _resolve_and_send(self) -> None:
+        try:
+            resolved = await self._sockaddr()
+        except NtpProbeError as exc:
+            self._on_done(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
+            self._fail(exc)
+            return
+        finally:
+            self._resolving = None
+        self._send(resolved)
+
+    def _send(self, resolved: tuple[int, tuple]) -> None:
+        family, sockaddr = resolved
+        try:
+            request = start_request(sockaddr, family, self.timeout, self._on_done,
+                                    self.count_error, self._interleave, self._mark_send,
+                                    self._client, self._requests)
+        except NtpProbeError as exc:
+            self._on_done(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
+            self._fail(exc)
+        else:
+            self._in_flight = request
+
+    def _on_done(self, outcome: Measurement | Exception) -> None:
+        """The request's end (or a failure to send it): record it, plan the next poll."""
+        self._in_flight = None
+        try:
+            self._conclude(outcome, self._started)
+            if self.stopped_by_kod is not None:
+                self._ended.set_result(None)
+                return
+            # Spaced from the moment the last request really left (or was about to,
+            # when resolving failed): never two requests closer than the interval.
+            self._schedule(self.last_send_ns + int(self.next_delay() * 1e9))
+        except Exception as exc:  # noqa: BLE001 - a bug: run() raises it
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """A bug in a poll's callback: ``run`` raises it, as a task would have."""
+        if not self._ended.done():
+            self._ended.set_exception(exc)
+
+    def _halt(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        if self._in_flight is not None:
+            self._in_flight.abandon()
+            self._in_flight = None
+        if self._resolving is not None:
+            self._resolving.cancel()
+            self._resolving = None
+        self._client.retire()
+
     async def _sockaddr(self) -> tuple[int, tuple]:
-        now = time.monotonic()
-        if self._resolved is None or (not self.address.is_literal and now - self._resolved_at > 300):
+        now = time.monotonic_ns()
+        if self._resolved is None or (not self.address.is_literal
+                                      and now - self._resolved_at_ns > RESOLVE_EVERY_NS):
             self._resolved = await resolve(self.address)
-            self._resolved_at = now
+            self._resolved_at_ns = now
         return self._resolved
 
     async def close(self) -> None:
@@ -410,6 +582,7 @@ class NtpSource(Source):
         self.last_send_ns = time.monotonic_ns()
 
     async def poll_once(self) -> Measurement | None:
+        """One poll, awaited (tests, and what ``run`` does with callbacks)."""
         started = time.monotonic_ns()
         self.last_send_ns = started  # until the request actually leaves
         try:
@@ -419,20 +592,27 @@ class NtpSource(Source):
             m = await query(sockaddr, family, self.timeout, on_reject=self.count_error,
                             interleave=self._interleave, on_send=self._mark_send,
                             client=self._client)
-        except pkt.KissOfDeath as kod:
+        except (pkt.KissOfDeath, NtpProbeError) as exc:
+            return self._conclude(exc, started)
+        return self._conclude(m, started)
+
+    def _conclude(self, outcome: Measurement | Exception, started: int) -> Measurement | None:
+        """What a poll's outcome does to the source; the measurement if it gave one."""
+        self.probe_duration = (time.monotonic_ns() - started) / 1e9
+        if outcome.__class__ is not Measurement:
             self._interleave = None
-            self._on_kod(kod)
-            return None
-        except NtpProbeError as exc:
-            self._interleave = None
-            if exc.reason in ("timeout", "resolve"):
+            if isinstance(outcome, pkt.KissOfDeath):
+                self._on_kod(outcome)
+                return None
+            if not isinstance(outcome, NtpProbeError):
+                raise outcome
+            if outcome.reason in ("timeout", "resolve"):
                 self.consecutive_timeouts += 1
-                self._resolved = None if exc.reason == "resolve" else self._resolved
-            self.count_error(exc.reason, str(exc))
+                self._resolved = None if outcome.reason == "resolve" else self._resolved
+            self.count_error(outcome.reason, str(outcome))
             self.set_up(False)
             return None
-        finally:
-            self.probe_duration = (time.monotonic_ns() - started) / 1e9
+        m: Measurement = outcome  # type: ignore[assignment]
         this = m.next_interleave  # this request's own T1 and T4
         if this is not None and this.t4_ns > this.t1_ns:
             # Up to the reply's arrival (its kernel stamp), not to when the loop read it:

@@ -7,8 +7,9 @@ asyncio loop sleeping 1 ms at a time: 77 µs user, 13 µs system per wake-up), a
 much as the Python of a poll.  This module holds one event loop's three kinds of
 wake-up and lets one serve many:
 
-* **Sends.**  A source waits for its next poll with ``sleep_until``.  One timer
-  serves all sources.  It is set for the *last* due time within ``GATHER_NS`` of the
+* **Sends.**  A source asks for its next poll with ``call_at_ns`` (a callback:
+  the NTP source) or waits for it with ``sleep_until`` (a future: ``timemon probe``).
+  One timer serves all sources.  It is set for the *last* due time within ``GATHER_NS`` of the
   first, so polls due within a few milliseconds of each other leave in one wake-up.
   A poll is never sent before its due time (no server gets two requests closer
   than its interval), at most ``GATHER_NS`` after it.  Sources sent together are due
@@ -25,6 +26,9 @@ wake-up and lets one serve many:
 
 Before, each request also called asyncio's ``add_reader``/``remove_reader`` (a
 Python-level selector map) and set a ``call_later`` timer, almost always cancelled.
+
+Callbacks run inside this module's one timer callback (``_fire``), in the order
+above; while it runs, nothing re-arms the timer: ``_fire`` does that once at its end.
 """
 
 from __future__ import annotations
@@ -33,15 +37,40 @@ import asyncio
 import bisect
 import heapq
 import itertools
+import logging
 import select
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+log = logging.getLogger("timemon.probes.ntp_io")
 
 SLACK = 0.01  # seconds a time-out may fire late, so one timer serves many deadlines
 GATHER_NS = 10_000_000  # polls due within 10 ms of the first due one wait for the last
 HARVEST = 0.05  # seconds: with a wake-up due sooner than this, replies wait for it
 
 _ATTRIBUTE = "_timemon_ntp_requests"
+
+
+class Waiter(Protocol):
+    """What ``expire`` fails: an ``asyncio.Future``, or a request of its own kind."""
+
+    def done(self) -> bool: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+class Wake:
+    """A callback ``call_at_ns`` will make, unless cancelled first."""
+
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 class Requests:
@@ -54,14 +83,15 @@ class Requests:
         self._reading = False  # the loop watches the epoll set's descriptor
         # (deadline in loop.time(), tie-breaker, waiter, its error); answered requests
         # leave when they reach the top, so the top is the oldest one still waiting.
-        self._deadlines: list[
-            tuple[float, int, asyncio.Future, Callable[[], BaseException]]] = []
+        self._deadlines: list[tuple[float, int, Waiter, Callable[[], BaseException]]] = []
         self._order = itertools.count()
-        # Sources waiting to poll: due times (monotonic ns), sorted, and their futures.
+        # Sources waiting to poll: due times (monotonic ns), sorted, and their futures
+        # or callbacks.
         self._due_ns: list[int] = []
-        self._waiting: list[asyncio.Future[None]] = []
+        self._waiting: list[asyncio.Future[None] | Wake] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        self._firing = False  # in _fire, which re-arms the timer once at its end
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> Requests:
@@ -82,12 +112,24 @@ class Requests:
         if deadline_ns <= time.monotonic_ns():
             waiter.set_result(None)
             return waiter
+        self._add_due(deadline_ns, waiter)
+        return waiter  # a cancelled waiter stays listed until its time, then is skipped
+
+    def call_at_ns(self, deadline_ns: int, callback: Callable[[], None]) -> Wake:
+        """Call ``callback`` at ``deadline_ns`` (``time.monotonic_ns``) or up to
+        ``GATHER_NS`` after it, never before: ``sleep_until`` without a future and a
+        task step.  A time already passed is called at the loop's next wake-up.  The
+        callback runs inside this module's timer callback: it must not raise."""
+        wake = Wake(callback)
+        self._add_due(deadline_ns, wake)
+        return wake  # a cancelled wake stays listed until its time, then is skipped
+
+    def _add_due(self, deadline_ns: int, waiter: asyncio.Future[None] | Wake) -> None:
         at = bisect.bisect_right(self._due_ns, deadline_ns)
         self._due_ns.insert(at, deadline_ns)
         self._waiting.insert(at, waiter)
-        if at == 0 or deadline_ns <= self._due_ns[0] + GATHER_NS:
+        if not self._firing and (at == 0 or deadline_ns <= self._due_ns[0] + GATHER_NS):
             self._plan()
-        return waiter  # a cancelled waiter stays listed until its time, then is skipped
 
     def _send_wakeup(self) -> float:
         """When the waiting sources want the loop: the last due time within
@@ -106,8 +148,14 @@ class Requests:
             released = self._waiting[:count]
             del due[:count], self._waiting[:count]
             for waiter in released:
-                if not waiter.done():
-                    waiter.set_result(None)
+                if waiter.__class__ is Wake:
+                    if not waiter.cancelled:  # type: ignore[union-attr]
+                        try:
+                            waiter.callback()  # type: ignore[union-attr]
+                        except Exception:  # a bug: the other sources' sends still go
+                            log.exception("an NTP poll callback failed")
+                elif not waiter.done():  # type: ignore[union-attr]
+                    waiter.set_result(None)  # type: ignore[union-attr]
 
     # -- replies -----------------------------------------------------------------
 
@@ -116,7 +164,7 @@ class Requests:
         at once, or (with a wake-up due within ``HARVEST``) at that wake-up."""
         self._epoll.register(fd, select.EPOLLIN)
         self._readers[fd] = on_readable
-        if not self._reading:
+        if not self._reading and not self._firing:
             self._plan()
 
     def unwatch(self, fd: int) -> None:
@@ -136,13 +184,13 @@ class Requests:
 
     # -- time-outs ---------------------------------------------------------------
 
-    def expire(self, timeout: float, waiter: asyncio.Future,
+    def expire(self, timeout: float, waiter: Waiter,
                error: Callable[[], BaseException]) -> None:
         """Fail ``waiter`` with ``error()`` ``timeout`` seconds from now (up to ``SLACK``
         later) unless it is done by then."""
         when = self._loop.time() + timeout
         heapq.heappush(self._deadlines, (when, next(self._order), waiter, error))
-        if when + SLACK < self._timer_at:
+        if when + SLACK < self._timer_at and not self._firing:
             self._plan()
 
     def _expire_due(self) -> None:
@@ -179,9 +227,13 @@ class Requests:
 
     def _fire(self) -> None:
         self._timer, self._timer_at = None, float("inf")
-        # Due sends first: their tasks then run before those of the replies read here,
-        # which would otherwise delay every send of the batch (and its next due time).
-        self._release()
-        self._harvest()  # before time-outs: a reply that came in time is not one
-        self._expire_due()
-        self._plan()
+        self._firing = True
+        try:
+            # Due sends first: the replies read here (and their tasks, for futures) would
+            # otherwise delay every send of the batch, and so its next due time.
+            self._release()
+            self._harvest()  # before time-outs: a reply that came in time is not one
+            self._expire_due()
+        finally:
+            self._firing = False
+            self._plan()

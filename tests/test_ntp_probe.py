@@ -152,14 +152,13 @@ def test_run_never_polls_faster_than_the_interval(responders: ResponderThread) -
     src, _ = make_source(r.port, interval=1.0)
     src.poll_interval = 0.1  # below the lab floor only to keep the test short
     sends: list[int] = []
-    poll_once = src.poll_once
+    mark_send = src._mark_send
 
-    async def recording_poll() -> ntp.Measurement | None:
-        result = await poll_once()
+    def recording_mark() -> None:  # called right before each datagram leaves
+        mark_send()
         sends.append(src.last_send_ns)
-        return result
 
-    src.poll_once = recording_poll  # type: ignore[method-assign]
+    src._mark_send = recording_mark  # type: ignore[method-assign]
 
     async def run() -> None:
         task = asyncio.create_task(src.run())
