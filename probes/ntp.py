@@ -454,9 +454,6 @@ class NtpSource(Source):
         self._resolving: asyncio.Task[None] | None = None
         self._ended: asyncio.Future[None]
         self._started = 0  # monotonic ns when the poll in progress began
-        # (refid, stratum, version) and the labels of timemon_ntp_server_info made of
-        # them: kept while they hold, not built again at every scrape
-        self._server_labels: tuple[tuple[bytes, int, int], dict[str, str]] | None = None
 
     # -- schedule ------------------------------------------------------------
 
@@ -658,15 +655,19 @@ class NtpSource(Source):
             out.counter("timemon_ntp_kod", "", (*SOURCE_LABELS, "code"), (*lv, code), count)
         reply = self.reply
         if reply is not None:
-            known = self._server_labels
-            key = (reply.refid, reply.stratum, reply.version)
-            if known is None or known[0] != key:
-                known = (key,
-                         {"refid": reply.refid_text, "version": str(reply.version),
-                          "address": str(self.address)})
-                self._server_labels = known  # one assignment: a scrape sees old or new
             out.info("timemon_ntp_server", "Identity of the server's reference.",
-                     SOURCE_LABELS, lv, known[1])
+                     SOURCE_LABELS, lv, {"refid": reply.refid_text,
+                                         "version": str(reply.version),
+                                         "address": str(self.address)})
+
+    def own_key(self) -> tuple[int, bytes | None, int, int]:
+        """``collect_specific`` shows the KoD counts (each also counts an error) and
+        the server's identity: the refid, whose text depends on the stratum, and the
+        NTP version."""
+        reply = self.reply
+        if reply is None:
+            return (self.errors_changed, None, 0, 0)
+        return (self.errors_changed, reply.refid, reply.stratum, reply.version)
 
     def reference_info(self) -> dict[str, str]:
         info = {"server": str(self.address)}

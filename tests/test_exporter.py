@@ -77,6 +77,41 @@ def test_server_info_follows_the_servers_reference() -> None:
     assert server_info()["version"] == "3"
 
 
+def test_the_scrape_text_follows_errors_kod_and_the_server_and_reuses_what_held() -> None:
+    """``/metrics`` keeps an NTP source's own families as text while its error count and
+    server identity hold (Source.own_key); each change shows at the next scrape."""
+    import dataclasses
+
+    from timemon.http_server import render_metrics
+
+    state = populated_state()
+    ntp = state.sources[0]
+    assert isinstance(ntp, NtpSource) and ntp.reply is not None
+
+    def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+        text = render_metrics(state).decode()
+        return {f.name: [(s.labels, s.value) for s in f.samples]
+                for f in text_string_to_metric_families(text)}
+
+    first = scrape()
+    assert first["timemon_probe_errors"] == [
+        ({"source": "gm", "kind": "ntp", "reason": "timeout"}, 1.0)]
+    assert first["timemon_ntp_kod"] == [({"source": "gm", "kind": "ntp", "code": "RATE"}, 1.0)]
+    fragment = ntp._own_fragment
+    assert scrape() == first and ntp._own_fragment is fragment  # nothing changed: reused
+    ntp.count_error("timeout")
+    ntp._on_kod(pkt.KissOfDeath("RATE"))
+    after = scrape()
+    assert after["timemon_probe_errors"] == [
+        ({"source": "gm", "kind": "ntp", "reason": "kod_rate"}, 1.0),
+        ({"source": "gm", "kind": "ntp", "reason": "timeout"}, 2.0)]
+    assert after["timemon_ntp_kod"] == [({"source": "gm", "kind": "ntp", "code": "RATE"}, 2.0)]
+    ntp.reply = dataclasses.replace(ntp.reply, stratum=2, refid=bytes([192, 0, 2, 7]))
+    assert scrape()["timemon_ntp_server_info"][0][0]["refid"] == "192.0.2.7"
+    ntp.reply = dataclasses.replace(ntp.reply, version=3)
+    assert scrape()["timemon_ntp_server_info"][0][0]["version"] == "3"
+
+
 def test_collect_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = make_registry(populated_state())
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -74,6 +74,7 @@ class Source:
         self.up = False
         self.samples_total = 0
         self.errors: Counter[str] = Counter()
+        self.errors_changed = 0  # count_error calls: a scrape's text of ``errors`` is stale
         self.last_sample_ns: int | None = None
         self.offset: float | None = None
         self.delay: float | None = None
@@ -86,6 +87,7 @@ class Source:
         self.last_error: str = ""
         self.live: LiveSeries | None = None  # set by the agent for reference sources
         self._live_fragment: tuple[LiveResult, Fragment] | None = None
+        self._own_fragment: tuple[Hashable, Fragment] | None = None
         self._logged_reasons: set[str] = set()
 
     # -- what probes call -------------------------------------------------
@@ -103,6 +105,7 @@ class Source:
     def count_error(self, reason: str, detail: str = "") -> None:
         """Count a rejected poll or reply under ``reason`` and log it once per reason."""
         self.errors[reason] += 1
+        self.errors_changed += 1  # after the count: a scrape that sees it sees the count
         self.last_error = f"{reason}: {detail}" if detail else reason
         if reason not in self._logged_reasons:
             self._logged_reasons.add(reason)
@@ -165,6 +168,12 @@ class Source:
         recorded in the store for traceability reports when it changes."""
         return {}
 
+    def own_key(self) -> Hashable | None:
+        """What the families of ``collect_own`` (but the live statistics) are made of,
+        for a kind that knows: while it holds, scrapes reuse their text.  None (the
+        default): they are built at every scrape."""
+        return None
+
     def offset_labels(self) -> dict[str, str]:
         """Extra labels on ``timemon_offset_seconds`` (GNSS: ``quality`` = pps | serial)."""
         return {}
@@ -199,6 +208,26 @@ class Source:
 
     def collect_own(self, out: Families) -> None:
         """The families that are not columns: several samples, or extra labels."""
+        key = self.own_key()
+        if key is None:
+            self._collect_own_now(out)
+        else:
+            # At 1,000 NTP sources, building these (error and KoD counts, the server's
+            # identity) at every scrape was ~6 us a source; they change rarely.
+            cached = self._own_fragment
+            if cached is None or cached[0] != key:
+                cached = (key, Fragment(self._own_families))
+                self._own_fragment = cached  # one assignment: readers see old or new
+            out.merge(cached[1])
+        if self.is_reference and self.live is not None:
+            out.merge(self.live_fragment(self.live.result))
+
+    def _own_families(self) -> Families:
+        out = Families()
+        self._collect_own_now(out)
+        return out
+
+    def _collect_own_now(self, out: Families) -> None:
         if self.is_reference:
             self._collect_generic(out)
         self.collect_specific(out)
@@ -216,8 +245,6 @@ class Source:
             if extra:  # else a column (GENERIC_COLUMNS)
                 out.gauge_with("timemon_offset_seconds", _OFFSET_DOC,
                                {"source": self.name, "kind": self.kind, **extra}, self.offset)
-        if self.live is not None:
-            out.merge(self.live_fragment(self.live.result))
 
     def live_fragment(self, result: LiveResult) -> Fragment:
         """The live statistics' families, rendered once per fold: by the statistics
