@@ -454,6 +454,7 @@ class NtpSource(Source):
         self._resolving: asyncio.Task[None] | None = None
         self._ended: asyncio.Future[None]
         self._started = 0  # monotonic ns when the poll in progress began
+        self._reference_info: tuple[tuple[bytes, int] | None, dict[str, str]] | None = None
 
     # -- schedule ------------------------------------------------------------
 
@@ -670,10 +671,17 @@ class NtpSource(Source):
         return (self.errors_changed, reply.refid, reply.stratum, reply.version)
 
     def reference_info(self) -> dict[str, str]:
-        info = {"server": str(self.address)}
-        if self.reply is not None:
-            info.update(refid=self.reply.refid_text, stratum=str(self.reply.stratum))
-        return info
+        """The same dict while the server's refid and stratum hold (it is asked for at
+        every sample: Agent.record)."""
+        reply = self.reply
+        key = None if reply is None else (reply.refid, reply.stratum)
+        known = self._reference_info
+        if known is None or known[0] != key:
+            info = {"server": str(self.address)}
+            if reply is not None:
+                info.update(refid=reply.refid_text, stratum=str(reply.stratum))
+            known = self._reference_info = (key, info)
+        return known[1]
 
     def status(self) -> dict[str, Any]:
         status = super().status()

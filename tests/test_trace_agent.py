@@ -41,6 +41,11 @@ def test_signed_checkpoints_and_reference_notes(tmp_path: Path, responders: Resp
     try:
         key = ("timemon_samples_total", (("kind", "ntp"), ("source", "sim")))
         wait_for(lambda: samples(scrape(port)).get(key, 0) >= 3)
+        first = samples(scrape(port))[key]
+        # The server changes its reference: the store must note the new one (the agent
+        # skips the comparison while the source gives the same info dict).
+        r.stratum, r.refid = 2, bytes([192, 0, 2, 7])
+        wait_for(lambda: samples(scrape(port)).get(key, 0) >= first + 3)
     finally:
         code, err = stop(proc)
     assert code == 0, err
@@ -55,8 +60,8 @@ def test_signed_checkpoints_and_reference_notes(tmp_path: Path, responders: Resp
     assert result.returncode == 1
     with sqlite3.connect(store) as db:
         meta = dict(db.execute("SELECT key, value FROM source_meta").fetchall())
-    assert meta["refid"] == "GPS" and meta["server"] == f"127.0.0.1:{r.port}"
-    assert meta["stratum"] == "1"
+    assert meta["refid"] == "192.0.2.7" and meta["server"] == f"127.0.0.1:{r.port}"
+    assert meta["stratum"] == "2"
 
 
 def test_unreadable_signing_key_exits_2(tmp_path: Path, timemon_exe: str) -> None:

@@ -71,6 +71,9 @@ class Agent:
             self.state.store_backlog = lambda: store.backlog
         self.sources: dict[str, tuple[SourceConfig, Source, asyncio.Task[None]]] = {}
         self._noted: dict[str, dict[str, str]] = {}  # reference info last written per source
+        # The reference_info dict each source gave last: a kind that keeps its dict while
+        # nothing changed (NTP) costs one identity check a sample.
+        self._noted_info: dict[str, dict[str, str]] = {}
         # Sources whose stored history is being replayed into their statistics, and the
         # samples they took meanwhile.
         self._restoring: dict[str, asyncio.Task[None]] = {}
@@ -94,16 +97,23 @@ class Agent:
         if self.store is not None:
             self.store.append(source.name, source.kind, sample)
             info = source.reference_info()
-            noted = self._noted.setdefault(source.name, {})
-            for key, value in info.items():
-                if noted.get(key) != value:  # only changes: a dict compare per sample
-                    noted[key] = value
-                    self.store.note(source.name, source.kind, key, value)
+            if self._noted_info.get(source.name) is not info:
+                self._note(source, info)
         live = source.live
         if live is not None:
             live.add(sample)
         elif (held := self._held.get(source.name)) is not None:
             held.append(sample)  # the history is still being replayed: these follow it
+
+    def _note(self, source: Source, info: dict[str, str]) -> None:
+        """Write to the store what changed in a source's reference info."""
+        assert self.store is not None
+        self._noted_info[source.name] = info
+        noted = self._noted.setdefault(source.name, {})
+        for key, value in info.items():
+            if noted.get(key) != value:
+                noted[key] = value
+                self.store.note(source.name, source.kind, key, value)
 
     # -- sources ---------------------------------------------------------------
 

@@ -165,7 +165,8 @@ class Source:
 
     def reference_info(self) -> dict[str, str]:
         """What identifies the reference now (server and refid, grandmaster, receiver):
-        recorded in the store for traceability reports when it changes."""
+        recorded in the store for traceability reports when it changes.  A kind may
+        give the same dict again while nothing changed; nobody changes it."""
         return {}
 
     def own_key(self) -> Hashable | None:
