@@ -282,6 +282,7 @@ class Agent:
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         raise_open_file_limit()
+        heap.fix_mmap_threshold()  # before the sources' buffers are allocated
         self.state.start_time = time.time()
         if self.store is not None:
             self.store.start()
