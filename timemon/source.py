@@ -213,8 +213,9 @@ class Source:
         if key is None:
             self._collect_own_now(out)
         else:
-            # At 1,000 NTP sources, building these (error and KoD counts, the server's
-            # identity) at every scrape was ~6 us a source; they change rarely.
+            # These (error and KoD counts, the server's identity) change rarely; built
+            # at every scrape, they made an in-process render at 1,000 NTP sources 4 to
+            # 7 ms longer (of 35 to 50 ms).
             cached = self._own_fragment
             if cached is None or cached[0] != key:
                 cached = (key, Fragment(self._own_families))
