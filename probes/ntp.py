@@ -503,8 +503,7 @@ class NtpSource(Source):
         started = self._started = time.monotonic_ns()
         self.last_send_ns = started  # until the request actually leaves
         resolved = self._resolved
-        if resolved is None or not (self.address.is_literal
-                                    or started - self._resolved_at_ns < RESOLVE_EVERY_NS):
+        if resolved is None or self._resolution_stale(started):
             self._resolving = asyncio.get_running_loop().create_task(self._resolve_and_send())
             return
         self._send(resolved)
@@ -566,10 +565,14 @@ class NtpSource(Source):
             self._resolving = None
         self._client.retire()
 
+    def _resolution_stale(self, now_ns: int) -> bool:
+        """A host name (not a literal address) resolved more than 5 minutes ago."""
+        return (not self.address.is_literal
+                and now_ns - self._resolved_at_ns > RESOLVE_EVERY_NS)
+
     async def _sockaddr(self) -> tuple[int, tuple]:
         now = time.monotonic_ns()
-        if self._resolved is None or (not self.address.is_literal
-                                      and now - self._resolved_at_ns > RESOLVE_EVERY_NS):
+        if self._resolved is None or self._resolution_stale(now):
             self._resolved = await resolve(self.address)
             self._resolved_at_ns = now
         return self._resolved
@@ -581,7 +584,7 @@ class NtpSource(Source):
         self.last_send_ns = time.monotonic_ns()
 
     async def poll_once(self) -> Measurement | None:
-        """One poll, awaited (tests, and what ``run`` does with callbacks)."""
+        """One poll, awaited: what ``run`` does with callbacks (the tests call it)."""
         started = time.monotonic_ns()
         self.last_send_ns = started  # until the request actually leaves
         try:
