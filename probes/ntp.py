@@ -55,11 +55,12 @@ class NtpProbeError(ProbeError):
     """A failed NTP query; ``reason`` is the ``timemon_probe_errors_total`` label."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Interleave:
     """The previous exchange with a server, which the next request may ask to interleave.
 
     ``sampled`` says whether that exchange already gave a (basic-mode) sample.
+    Not frozen: see ``ntp_packet.ServerReply``.
     """
 
     t1_ns: int
@@ -69,7 +70,7 @@ class Interleave:
     sampled: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Measurement:
     """One accepted exchange with an NTP server.
 
@@ -77,6 +78,7 @@ class Measurement:
     with the server's kernel transmit stamp of its previous reply; ``duplicate``
     is set when that exchange was already reported in basic mode (once, when
     a server switches to interleaved), so a series never holds it twice.
+    Not frozen: see ``ntp_packet.ServerReply``.
     """
 
     reply: pkt.ServerReply
@@ -302,17 +304,17 @@ class Request:
         stamped = self.tx_stamp is not None
         t1 = self.tx_stamp if self.tx_stamp is not None else self.fallback_t1
         following = Interleave(t1, reply.receive_ns, t4, reply.receive_wire,
-                               sampled=not reply.interleaved)
+                               not reply.interleaved)
         interleave = self.interleave
         if reply.interleaved and interleave is not None:
             exchange = pkt.Exchange(interleave.t1_ns, interleave.t2_ns, reply.transmit_ns,
                                     interleave.t4_ns)
             if exchange.delay_ns < 0 or reply.transmit_ns < interleave.t2_ns:
                 return NtpProbeError("bad_timestamps", "inconsistent interleaved reply")
-            return Measurement(reply, exchange, stamped, rx_kernel, interleaved=True,
-                               duplicate=interleave.sampled, next_interleave=following)
+            return Measurement(reply, exchange, stamped, rx_kernel, True, interleave.sampled,
+                               following)
         exchange = pkt.Exchange(t1, reply.receive_ns, reply.transmit_ns, t4)
-        return Measurement(reply, exchange, stamped, rx_kernel, next_interleave=following)
+        return Measurement(reply, exchange, stamped, rx_kernel, False, False, following)
 
     def _end(self, outcome: Measurement | Exception) -> None:
         self.finished = True

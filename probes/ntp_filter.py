@@ -18,7 +18,8 @@ PHI = 15e-6  # frequency tolerance, s/s (RFC 5905 section 7.2)
 MAX_DISPERSION = 16.0  # seconds
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (one of each a poll): see ntp_packet.ServerReply.
+@dataclass(slots=True)
 class FilterEntry:
     t_ns: int  # local time of the exchange
     offset: float  # seconds, local − reference
@@ -26,7 +27,7 @@ class FilterEntry:
     dispersion: float  # seconds, at t_ns
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FilterPick:
     offset: float
     delay: float

@@ -48,9 +48,10 @@ _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: tv_sec, tv_
 _ANCILLARY_SIZE = 512
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Received:
-    """One datagram with the kernel's receive time (ns since the Unix epoch)."""
+    """One datagram with the kernel's receive time (ns since the Unix epoch).
+    Not frozen: see ``ntp_packet.ServerReply``."""
 
     data: bytes
     address: tuple

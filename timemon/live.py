@@ -202,8 +202,9 @@ class LiveSeries:
             return None
         ordered = sorted(self._history)
         median = _median_sorted(ordered)
-        mad = _median_sorted(sorted(abs(v - median) for v in ordered))
-        return median, max(MIN_STEP, STEP_SIGMAS * 1.4826 * mad)
+        deviations = [abs(v - median) for v in ordered]  # a list: sorted(generator) is slower
+        deviations.sort()
+        return median, max(MIN_STEP, STEP_SIGMAS * 1.4826 * _median_sorted(deviations))
 
     def _is_step_candidate(self, offset: float) -> bool:
         level = self._level()

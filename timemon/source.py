@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("timemon.source")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sample:
     """One accepted raw measurement of a reference.
 
     ``t_ns`` is the local time of the measurement (Unix ns); ``offset`` is
     local − reference in seconds (DESIGN.md's sign); ``delay`` is the round
-    trip where the protocol has one.
+    trip where the protocol has one.  Not frozen (made at every poll; nothing
+    changes one once made): see ``probes/ntp_packet.py``'s ``ServerReply``.
     """
 
     t_ns: int

@@ -139,7 +139,7 @@ def open_database(path: str) -> sqlite3.Connection:
     return db
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen (one a sample): see probes/ntp_packet.py's ServerReply
 class _Pending:
     name: str
     kind: str
