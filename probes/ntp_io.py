@@ -79,7 +79,7 @@ class Requests:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._epoll = select.epoll()
-        self._readers: dict[int, Callable[[], None]] = {}
+        self._readers: dict[int, Callable[[int], None]] = {}
         self._reading = False  # the loop watches the epoll set's descriptor
         # (deadline in loop.time(), tie-breaker, waiter, its error); answered requests
         # leave when they reach the top, so the top is the oldest one still waiting.
@@ -159,9 +159,10 @@ class Requests:
 
     # -- replies -----------------------------------------------------------------
 
-    def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
-        """Call ``on_readable`` when ``fd`` has a datagram or an error-queue entry:
-        at once, or (with a wake-up due within ``HARVEST``) at that wake-up."""
+    def watch(self, fd: int, on_readable: Callable[[int], None]) -> None:
+        """Call ``on_readable(events)`` (epoll's: EPOLLIN, EPOLLERR...) when ``fd`` has
+        a datagram or an error-queue entry: at once, or (with a wake-up due within
+        ``HARVEST``) at that wake-up."""
         self._epoll.register(fd, select.EPOLLIN)
         self._readers[fd] = on_readable
         if not self._reading and not self._firing:
@@ -177,10 +178,10 @@ class Requests:
 
     def _harvest(self) -> None:
         readers = self._readers
-        for fd, _events in self._epoll.poll(0):
+        for fd, events in self._epoll.poll(0):
             on_readable = readers.get(fd)
             if on_readable is not None:
-                on_readable()
+                on_readable(events)
 
     # -- time-outs ---------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 
@@ -44,12 +45,13 @@ def test_a_readable_socket_calls_its_reader_and_an_unwatched_one_does_not() -> N
         c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         calls = {"b": 0, "d": 0}
 
-        def drain(sock: socket.socket, key: str) -> None:
+        def drain(sock: socket.socket, key: str, events: int) -> None:
+            assert events & select.EPOLLIN  # the reader is told what epoll saw
             calls[key] += 1
             sock.recv(16)
 
-        requests.watch(b.fileno(), lambda: drain(b, "b"))
-        requests.watch(d.fileno(), lambda: drain(d, "d"))
+        requests.watch(b.fileno(), lambda events: drain(b, "b", events))
+        requests.watch(d.fileno(), lambda events: drain(d, "d", events))
         requests.unwatch(d.fileno())
         requests.unwatch(d.fileno())  # twice is harmless
         a.send(b"x")
@@ -131,7 +133,8 @@ def _read_time(near_wakeup_s: float | None) -> tuple[float, float | None]:
         waiting = asyncio.ensure_future(poll()) if near_wakeup_s is not None else None
         await asyncio.sleep(0)  # the poll is listed before the request goes out
         start = loop.time()
-        requests.watch(b.fileno(), lambda: read.done() or (b.recv(8), read.set_result(loop.time())))
+        requests.watch(b.fileno(),
+                       lambda _events: read.done() or (b.recv(8), read.set_result(loop.time())))
         a.send(b"x")
         read_at = await read
         requests.unwatch(b.fileno())
