@@ -17,6 +17,7 @@ from timemon.probes.gnss_stream import GnssStreamError, split_bytes
 from timemon.probes.ntp import NtpSource
 from timemon.probes.ptp import PtpSource, PtpState
 
+from timemon import crosscheck
 from timemon.address import HostPort
 from timemon.crosscheck import CrossChecker, collect, compute
 from timemon.exporter import AgentState
@@ -69,6 +70,30 @@ def test_the_one_50_ms_off_is_the_falseticker(responders: ResponderThread,
     assert got[("timemon_reference_spread_seconds", ())] == sel.spread
     assert got[("timemon_leap_consistent", ())] == 1.0  # all five say "no leap"
 
+
+
+def test_the_scrape_text_follows_each_check_and_is_kept_between(
+        responders: ResponderThread) -> None:
+    sources = poll_ntp(responders, [0.0, 0.0, 0.0, 0.0, 0.050])
+    state = AgentState()
+    state.sources = tuple(sources)
+    checker = CrossChecker(state)
+
+    def scrape() -> list[str]:
+        out = Families(text=True)
+        collect(out, state.crosscheck)
+        return [line for line in out.render().decode().splitlines()
+                if line.startswith("timemon_falseticker{")]
+
+    checker.check_once()
+    first = scrape()
+    assert sum(line.endswith(" 1.0") for line in first) == 1  # ntp4
+    kept = crosscheck._kept
+    assert scrape() == first and crosscheck._kept is kept  # the same result: reused
+    sources[4].set_up(False)  # down: no longer a candidate, so no falseticker line
+    checker.check_once()
+    second = scrape()
+    assert len(second) == 4 and all(line.endswith(" 0.0") for line in second)
 
 @pytest.mark.parametrize("offsets", [
     [0.0, 0.0, 0.050, 0.100, 0.150],  # three off the same way, by different amounts

@@ -302,6 +302,33 @@ def test_checkpoint_head_is_published_as_an_info_metric(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+
+def test_the_checkpoint_text_is_kept_until_the_next_checkpoint(tmp_path: Path) -> None:
+    from timemon.families import Families
+
+    st = SampleStore(str(tmp_path / "s.db"), retention=1e9, checkpoint_samples=5)
+
+    def scrape() -> list[str]:
+        out = Families(text=True)
+        st.collect_chain(out)
+        return [line for line in out.render().decode().splitlines()
+                if line.startswith("timemon_store_checkpoint_info{")]
+
+    st.start()
+    for i in range(5):
+        st.append("gm", "ntp", Sample(T0 + i, 1e-9 * i))
+    st.close()
+    first = scrape()
+    assert len(first) == 1 and 'seq="5"' in first[0]
+    kept = st._heads_text
+    assert scrape() == first and st._heads_text is kept  # no checkpoint since: reused
+    st.start()
+    for i in range(5, 10):
+        st.append("gm", "ntp", Sample(T0 + i, 1e-9 * i))
+    st.close()
+    second = scrape()
+    assert len(second) == 1 and 'seq="10"' in second[0] and second != first
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(source=st.sampled_from(["gm", "gps"]), seq=st.integers(1, N),
