@@ -20,6 +20,12 @@ Printed:
     measurement window) more than 1.5 intervals apart; missed polls: the
     expected number of samples (window / interval per source) minus those stored;
   * scrape latency p50/p99 (request to last byte) and bytes per scrape;
+  * where the processes ran: with two CPUs or more, the responders get one CPU of
+    their own and the agent the others (``--shared-cpus``: no placement).  The
+    responders stand in for servers on other hosts: sharing the agent's CPU, they
+    preempted its event loop ~190 times a second (involuntary context switches, 20-30
+    placed) on the 2-vCPU reference VM, and its CPU time grew with the cache refills:
+    27.4 and 26.4 % of a core shared, 24.8 and 25.8 % placed, at 1,000 sources;
   * memory per source at a full stability window, MEASURED IN-PROCESS AND
     EXTRAPOLATED (not by filling a store): ``--window-sources`` LiveSeries are
     filled with a full window (DEFAULT_WINDOW samples) and folded, the RSS
@@ -42,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -113,6 +120,25 @@ def percentile(values: list[float], q: float) -> float:
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+def cpu_placement(shared: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(the responders' CPUs, the agent's CPUs): the last CPU this process may use,
+    and the rest; (None, None) with ``shared`` or a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if shared or len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def child_setup(cpus: set[int] | None) -> Callable[[], None]:
+    """What a child runs before ``exec``: the file limit, and its CPUs (inherited by
+    every thread it starts)."""
+    def setup() -> None:
+        raise_fd_limit()
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+    return setup
 
 
 def window_memory_per_source(n: int, interval: float) -> tuple[float, int]:
@@ -220,6 +246,9 @@ def main() -> None:
     parser.add_argument("--fill-store", action="store_true",
                         help="start from a generated store with every source's stability "
                              "window full, and measure RSS once all are restored (slow)")
+    parser.add_argument("--shared-cpus", action="store_true",
+                        help="let the responders and the agent run on any CPU (by default "
+                             "the responders get a CPU of their own, as remote servers would)")
     parser.add_argument("--profile", metavar="FILE",
                         help="record the agent with py-spy (collapsed stacks) during the run")
     args = parser.parse_args()
@@ -228,6 +257,7 @@ def main() -> None:
     base = free_port_block(n)
     http_port = free_tcp_port()
     rows: list[tuple[str, str]] = []
+    sim_cpus, agent_cpus = cpu_placement(args.shared_cpus)
     with tempfile.TemporaryDirectory(prefix="timemon-scale-") as tmp:
         config, store = Path(tmp) / "scale.toml", Path(tmp) / "samples.db"
         write_config(config, store, base, n, args.interval, not args.no_store)
@@ -237,7 +267,7 @@ def main() -> None:
 
             fill_seconds = fill_store(store, n, DEFAULT_WINDOW, args.interval)
         sim = subprocess.Popen([sys.executable, "-m", "timemon.simulator", "--count", str(n),
-                                "--port", str(base)], preexec_fn=raise_fd_limit)
+                                "--port", str(base)], preexec_fn=child_setup(sim_cpus))
         agent = None
         spy = None
         try:
@@ -246,7 +276,7 @@ def main() -> None:
                 raise SystemExit("the simulator exited")
             agent = subprocess.Popen([str(VENV_BIN / "timemon"), "agent", "--config",
                                       str(config), "--listen", f"127.0.0.1:{http_port}"],
-                                     preexec_fn=raise_fd_limit)
+                                     preexec_fn=child_setup(agent_cpus))
             started = time.monotonic()
             with_sample = 0
             while True:  # warm-up: every source has a sample (or 60 s, then measure anyway)
@@ -347,6 +377,8 @@ def main() -> None:
                                                      "the rest restarted at a detected step)")]
     rows += [
         ("sources x interval", f"{n} x {args.interval:g} s, {wall:.0f} s measured"),
+        ("CPUs: responders / agent", "shared (no placement)" if sim_cpus is None else
+         f"{sorted(sim_cpus)} / {sorted(agent_cpus or ())}"),
         ("warm-up: sources with a sample", f"{with_sample}/{n} after {warmup:.1f} s"),
         ("agent CPU (% of one core)", f"{100 * cpu / wall:.1f} %"),
         ("agent CPU per sample", f"{1e3 * cpu / wall / rate:.3f} ms" if rate else "-"),
