@@ -57,6 +57,7 @@ class ClockFilter:
         # By delay; equal delays keep their arrival order (sorted is stable).
         by_delay = sorted(self._entries, key=_delay)
         best = by_delay[0]
+        best_offset = best.offset
         # epsilon = sum(eps_i / 2^(i+1)) over the delay-sorted stages, eps_i aged by PHI
         dispersion = 0.0
         weight = 0.5
@@ -65,6 +66,7 @@ class ClockFilter:
             aged = e.dispersion + PHI * (now_ns - e.t_ns) / 1e9
             dispersion += (aged if aged < MAX_DISPERSION else MAX_DISPERSION) * weight
             weight *= 0.5
-            squares += (e.offset - best.offset) ** 2
+            difference = e.offset - best_offset
+            squares += difference * difference  # not ** 2: a pow() call, 8 a poll
         jitter = math.sqrt(squares / (len(by_delay) - 1)) if len(by_delay) > 1 else 0.0
         return FilterPick(best.offset, best.delay, dispersion, jitter, best.t_ns)
