@@ -53,6 +53,7 @@ MAX_START_SPREAD = 2.0  # seconds: the first poll waits a random part of the int
 RESOLVE_EVERY_NS = 300 * 1_000_000_000  # a host name is resolved again after 5 minutes
 _EPOLLIN, _EPOLLERR = select.EPOLLIN, select.EPOLLERR
 
+
 class NtpProbeError(ProbeError):
     """A failed NTP query; ``reason`` is the ``timemon_probe_errors_total`` label."""
 
@@ -261,9 +262,10 @@ class Request:
 
     def _readable(self, events: int) -> None:
         """``events``: epoll's.  Each queue is read only when epoll says it holds
-        something: a read that finds nothing is a system call and an exception, and
-        a third of the polls at 1,000 sources had two of them (the stamp is read in
-        one wake-up, the reply in a later one)."""
+        something: a read that finds nothing is a system call and an exception.  In
+        about a third of the polls the stamp is read in one wake-up and the reply in
+        a later one, and each of the two wake-ups also read the other, empty queue
+        (in-process, 500 sources polled every second: 2.6 reads a poll, now 2)."""
         sock = self.sock
         assert sock is not None
         # The error queue (transmit stamp) reports EPOLLERR, level-triggered: drain it
