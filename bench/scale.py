@@ -25,7 +25,8 @@ Printed:
     responders stand in for servers on other hosts: sharing the agent's CPU, they
     preempted its event loop ~190 times a second (involuntary context switches, 20-30
     placed) on the 2-vCPU reference VM, and its CPU time grew with the cache refills:
-    27.4 and 26.4 % of a core shared, 24.8 and 25.8 % placed, at 1,000 sources;
+    25.0 and 25.3 % of a core shared, 24.4, 24.2 and 24.7 % placed (1,000 sources,
+    60 s runs alternating, one version of the agent);
   * memory per source at a full stability window, MEASURED IN-PROCESS AND
     EXTRAPOLATED (not by filling a store): ``--window-sources`` LiveSeries are
     filled with a full window (DEFAULT_WINDOW samples) and folded, the RSS
