@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from timemon import store as store_mod
 from timemon.source import Sample
-from timemon.store import SCHEMA_VERSION, SampleStore, StoreError, open_database
+from timemon.store import SCHEMA_VERSION, SampleStore, StoreError, _Pending, open_database
 
 
 def wait_written(store: SampleStore, n: int, timeout: float = 5.0) -> None:
@@ -96,6 +97,41 @@ def test_retention_deletes_old_samples(tmp_path: Path) -> None:
     wait_written(st, 3)
     st.close()
     assert [s.offset for s in st.load_recent("gm", "ntp", 10)] == [0.2, 0.3]
+
+
+def samples_in_database_file(path: Path, scratch: Path) -> int:
+    """Samples in the database file alone, without its WAL: what WAL checkpoints copied in."""
+    copy = scratch / "without-wal.db"
+    copy.write_bytes(path.read_bytes())
+    with contextlib.closing(sqlite3.connect(copy)) as db:
+        try:
+            return db.execute("SELECT count(*) FROM samples").fetchone()[0]
+        except sqlite3.OperationalError:  # no table: even the schema is still in the WAL
+            return 0
+
+
+def test_the_wal_is_copied_into_the_database_on_a_timer_not_every_1000_pages(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "WAL_CHECKPOINT_SECONDS", 3600.0)
+    path = tmp_path / "s.db"
+    st = SampleStore(str(path), retention=1e9)
+    now = time.time_ns()
+    for i in range(1500):  # a commit each, as the writer makes them: two pages or more
+        st._backlog.append(_Pending(f"src{i % 300}", "ntp", Sample(now + i, 1e-6, 1e-4)))
+        st._flush()
+        st._maybe_checkpoint_wal()
+    # WAL file: a 32-byte header, then frames of a 24-byte header and a page (sqlite.org
+    # walformat).  SQLite's default would have restarted it after 1,000 frames.
+    page = st._db.execute("PRAGMA page_size").fetchone()[0]
+    frames = ((path.parent / "s.db-wal").stat().st_size - 32) // (24 + page)
+    assert frames > 2000
+    assert samples_in_database_file(path, tmp_path) == 0
+
+    st._next_wal_checkpoint = time.monotonic()  # the timer runs out
+    st._maybe_checkpoint_wal()
+    assert samples_in_database_file(path, tmp_path) == 1500
+    assert st.errors == 0 and st.written == 1500
+    st._db.close()
 
 
 def test_a_chain_copy_has_every_field_and_is_its_own() -> None:
