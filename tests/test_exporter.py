@@ -208,3 +208,41 @@ def test_a_column_follows_its_values_from_scrape_to_scrape() -> None:
     assert scrape() == ['x{kind="ntp",source="b"} 2.5']
     holders.append(Holder("c", 2.5))  # a new source: new label sets, same values
     assert scrape()[-1] == 'x{kind="ntp",source="c"} 2.5'
+
+
+def test_fragments_of_different_layouts_merge_into_whole_families() -> None:
+    """``merge_all`` moves the texts family by family for fragments of one layout; with
+    layouts interleaved, every sample still lands in its own family, once, and the
+    text path writes what the entry path writes."""
+    from timemon.families import Families, Fragment
+
+    def fragment(source: str, names: tuple[str, ...]) -> Fragment:
+        def build() -> Families:
+            out = Families()
+            for k, name in enumerate(names):
+                out.gauge(name, f"doc of {name}", ("source", "k"), (source, str(k)), k + 0.5)
+            return out
+        return Fragment(build)
+
+    frags = [fragment("a", ("f", "g")), fragment("b", ("g", "h")), fragment("c", ("f", "g")),
+             fragment("d", ("h",)), fragment("e", ("g", "h"))]
+    assert frags[0].layout is frags[2].layout and frags[1].layout is frags[4].layout
+
+    def render(text: bool) -> bytes:
+        out = Families(text)
+        out.gauge("f", "doc of f", ("source", "k"), ("direct", "9"), 9.0)  # a family made first
+        out.merge_all(frags)
+        return out.render()
+
+    text = render(True)
+    assert text == render(False)
+    families = {f.name: sorted((s.labels["source"], s.labels["k"], s.value) for s in f.samples)
+                for f in text_string_to_metric_families(text.decode())}
+    assert families == {
+        "f": [("a", "0", 0.5), ("c", "0", 0.5), ("direct", "9", 9.0)],
+        "g": [("a", "1", 1.5), ("b", "0", 0.5), ("c", "1", 1.5), ("e", "0", 0.5)],
+        "h": [("b", "1", 1.5), ("d", "0", 0.5), ("e", "1", 1.5)],
+    }
+    # Each family's HELP once: its samples are together (the format requires it).
+    assert [line.split()[2] for line in text.decode().splitlines()
+            if line.startswith("# HELP")] == ["f", "g", "h"]

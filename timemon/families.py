@@ -6,7 +6,7 @@ on every scrape from snapshots, so nothing here is shared between threads.
 
 At 1,000 sources a scrape holds ~64,000 series, so the cost per series matters.
 ``Families(text=True)`` (what ``/metrics`` uses) writes each sample's line the
-moment it is added and keeps only strings: no per-sample tuple lives until the
+moment it is added and keeps only its encoded text: no per-sample tuple lives until the
 end of the scrape, so a scrape neither walks its samples twice nor fills the
 garbage collector's young generation with ~100,000 containers (which made
 CPython run full collections mid-scrape).  Label text is formatted once per
@@ -15,7 +15,7 @@ server's stratum...) are ``Column``s: ``Families.columns`` reads one column for
 every source of a kind and renders it in one comprehension, instead of one call
 per sample.  Parts that change rarely (a source's live statistics change
 once per fold, not per scrape) are built once as a ``Fragment`` and merged as
-pre-rendered text.  Without ``text``, a ``Families`` keeps each sample as a tuple
+pre-rendered, pre-encoded text, many fragments at once (``Families.merge_all``).  Without ``text``, a ``Families`` keeps each sample as a tuple
 (label names, label values, value) and iterating it gives prometheus_client
 ``Metric`` objects, for ``generate_latest`` and the tests; ``render`` writes the
 same bytes either way (tests/test_web_config.py compares them).
@@ -133,7 +133,7 @@ class Column:
         # The prefixes, values and text of the last scrape.  Half the columns of a
         # steady fleet hold still between scrapes (up, stratum, leap, poll interval,
         # the server's root delay...); their text is reused, not formatted again.
-        self._rendered: tuple[list[str], list[float | None], str] = ([], [], "")
+        self._rendered: tuple[list[str], list[float | None], bytes] = ([], [], b"")
 
     def prefixes(self, label_sets: list[LabelSet]) -> list[str]:
         """``name{labels} `` for each label set."""
@@ -144,8 +144,8 @@ class Column:
             self._prefixes = (label_sets, texts)
         return texts
 
-    def text(self, label_sets: list[LabelSet], values: list[float | None]) -> str:
-        """The sample lines of ``values`` (None: no sample), one per label set."""
+    def text(self, label_sets: list[LabelSet], values: list[float | None]) -> bytes:
+        """The sample lines of ``values`` (None: no sample), one per label set, encoded."""
         prefixes = self.prefixes(label_sets)
         last_prefixes, last_values, text = self._rendered
         # == compares numbers: a zero whose sign flipped keeps the text of the other
@@ -160,7 +160,7 @@ class Column:
             else f"{p}{v}.0\n" if v.__class__ is int and -1_000_000 < v < 1_000_000
             else f"{p}{format_value(v)}\n"
             for p, v in zip(prefixes, values, strict=True)
-            if v is not None])
+            if v is not None]).encode()
         self._rendered = (prefixes, values, text)  # replaced whole: threads may share it
         return text
 
@@ -222,13 +222,14 @@ class Families:
              values: Sequence[str] | LabelSet, value: float) -> None:
         if values.__class__ is LabelSet:
             if self._text and values.names == names:  # type: ignore[union-attr]
-                family.entries.append(_line(family.sample_name, values.text, value))  # type: ignore[union-attr]
+                family.entries.append(
+                    _line(family.sample_name, values.text, value).encode())  # type: ignore[union-attr]
                 return
             values = values.values  # type: ignore[union-attr]
         if self._text:
             values = tuple(values)  # type: ignore[arg-type]
             labels = _label_cache.get((names, values)) or label_text(names, values)
-            family.entries.append(_line(family.sample_name, labels, value))
+            family.entries.append(_line(family.sample_name, labels, value).encode())
         else:
             family.entries.append((names, tuple(values), value))
 
@@ -296,28 +297,53 @@ class Families:
     def merge(self, fragment: Fragment) -> None:
         """Add a fragment's families: as its pre-rendered text, or (not in text mode)
         as the entries it is built again from."""
-        if not self._text:
-            for family in fragment.build()._families.values():
-                target = self._family(family.name, family.doc, family.type, family.labels)
-                target.entries.extend(family.entries)
-            return
-        families = self._families
-        for family, text in fragment.parts:
-            target = families.get(family.name) or self._family(
-                family.name, family.doc, family.type, family.labels)
-            if text:
-                target.entries.append(text)
+        self.merge_all((fragment,))
+
+    def merge_all(self, fragments: Sequence[Fragment]) -> None:
+        """``merge`` each of ``fragments``, family by family for those with the same
+        families in the same order (``Fragment.layout``).  At 1,000 NTP sources a scrape
+        merges 2,000 fragments; merged one call per fragment and family, and encoded
+        after the join, a render with every window full took 22-27 ms in-process
+        (median of 40), 9-14 ms this way.  Samples of one family keep the order of
+        ``fragments`` within each layout."""
+        groups: dict[int, list[Fragment]] = {}  # by id(layout): one tuple per layout
+        for fragment in fragments:
+            group = groups.get(id(fragment.layout))
+            if group is None:
+                groups[id(fragment.layout)] = [fragment]
+            else:
+                group.append(fragment)
+        for group in groups.values():
+            if self._text:
+                # zip(*...): each family's texts from every fragment, in one C loop.
+                by_family = zip(*[f.texts for f in group], strict=True)
+                for family, texts in zip(group[0].families, by_family, strict=True):
+                    self._target(family).entries.extend(texts)
+                continue
+            built = [f.build()._families for f in group]
+            for family in group[0].families:
+                target = self._target(family)
+                for b in built:
+                    target.entries.extend(b[family.name].entries)
+
+    def _target(self, family: _Family) -> _Family:
+        """This scrape's family with the name of ``family`` (a fragment's)."""
+        return self._families.get(family.name) or self._family(
+            family.name, family.doc, family.type, family.labels)
 
     def render(self) -> bytes:
         """The Prometheus text exposition format (0.0.4) of every family."""
-        out: list[str] = []
-        for family in self._families.values():
-            out.append(family.header())
-            if self._text:  # every entry is already text
+        if self._text:  # every entry is already encoded text
+            out: list[bytes] = []
+            for family in self._families.values():
+                out.append(family.header().encode())
                 out.extend(family.entries)  # type: ignore[arg-type]
-            else:
-                family.render_samples(out)
-        return "".join(out).encode("utf-8")
+            return b"".join(out)
+        lines: list[str] = []
+        for family in self._families.values():
+            lines.append(family.header())
+            family.render_samples(lines)
+        return "".join(lines).encode("utf-8")
 
     def __iter__(self) -> Iterator[Metric]:
         return (family.metric() for family in self._families.values())
@@ -326,17 +352,29 @@ class Families:
 class Fragment:
     """Families rendered once and merged into many scrapes as text.
 
-    Only the text is kept (at 1,000 sources the entries would hold ~9 MB more); the
-    prometheus_client path (``Families`` without ``text``) calls ``build`` again.
+    Only the text is kept, encoded, one per family (at 1,000 sources the entries would
+    hold ~9 MB more); the prometheus_client path (``Families`` without ``text``) calls
+    ``build`` again.  ``layout``: the names of its families in order, one tuple object
+    for all fragments with the same (``Families.merge_all`` groups by it).
     """
 
-    __slots__ = ("parts", "build")
+    __slots__ = ("families", "texts", "build", "layout")
 
     def __init__(self, build: Callable[[], Families]) -> None:
         self.build = build
-        self.parts: list[tuple[_Family, str]] = []
-        for family in build()._families.values():
+        families = tuple(build()._families.values())
+        texts = []
+        for family in families:
             text: list[str] = []
             family.render_samples(text, keep_labels=False)
             family.entries = []
-            self.parts.append((family, "".join(text)))
+            texts.append("".join(text).encode())
+        self.families = families
+        self.texts = tuple(texts)
+        layout = tuple(family.name for family in families)
+        self.layout = _layouts.setdefault(layout, layout)
+
+
+# One tuple per distinct Fragment.layout: a handful (the live statistics while the
+# window grows, NTP's own families with and without errors...), not one per fragment.
+_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}

@@ -208,8 +208,9 @@ class Source:
         """All of this source's families (what ``collect_sources`` gives for it)."""
         collect_sources(out, (self,))
 
-    def collect_own(self, out: Families) -> None:
-        """The families that are not columns: several samples, or extra labels."""
+    def collect_own(self, out: Families, kept: list[Fragment]) -> None:
+        """The families that are not columns: several samples, or extra labels.  Those
+        whose text is kept (a ``Fragment``) go to ``kept``, for ``Families.merge_all``."""
         key = self.own_key()
         if key is None:
             self._collect_own_now(out)
@@ -221,9 +222,9 @@ class Source:
             if cached is None or cached[0] != key:
                 cached = (key, Fragment(self._own_families))
                 self._own_fragment = cached  # one assignment: readers see old or new
-            out.merge(cached[1])
+            kept.append(cached[1])
         if self.is_reference and self.live is not None:
-            out.merge(self.live_fragment(self.live.result))
+            kept.append(self.live_fragment(self.live.result))
 
     def _own_families(self) -> Families:
         out = Families()
@@ -269,8 +270,10 @@ def collect_sources(out: Families, sources: Sequence[Source]) -> None:
         by_kind.setdefault(type(source), []).append(source)
     for kind, group in by_kind.items():
         out.columns(kind.columns(), group)
+    kept: list[Fragment] = []
     for source in sources:
-        source.collect_own(out)
+        source.collect_own(out, kept)
+    out.merge_all(kept)
 
 
 _OFFSET_DOC = "Current best estimate of local minus reference time (positive: local ahead)."
