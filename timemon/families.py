@@ -174,20 +174,30 @@ class _Family:
         self.type = mtype
         self.labels = tuple(labels)
         self.sample_name = name + _SUFFIX[mtype]
-        # Entry tuples, or (text mode) rendered lines and fragments' texts.
-        self.entries: list[Entry | str] = []
+        # Entry tuples, or (text mode) encoded lines and fragments' texts.
+        self.entries: list[Entry | bytes] = []
 
-    def render_samples(self, out: list[str], keep_labels: bool = True) -> None:
+    def render_samples(self, out: list[str], keep_labels: bool = True,
+                       memo: dict[tuple[tuple[str, ...], tuple[str, ...]], str] | None = None
+                       ) -> None:
+        """Append the sample lines of the entries.  ``memo``: label texts shared by the
+        families of one Fragment (a source's live statistics repeat each ``tau`` label
+        set in four families), for label sets not kept in the module's cache."""
         sample_name = self.sample_name
         cached = _label_cache.get
         append = out.append
         for e in self.entries:
-            if e.__class__ is str:
-                append(e)  # type: ignore[arg-type]
-                continue
             names, values, value = e  # type: ignore[misc]
-            append(_line(sample_name, cached((names, values))
-                         or label_text(names, values, keep_labels), value))
+            key = (names, values)
+            labels = cached(key)
+            if labels is None:
+                if memo is None:
+                    labels = label_text(names, values, keep_labels)
+                else:
+                    labels = memo.get(key)
+                    if labels is None:
+                        labels = memo[key] = label_text(names, values, keep=False)
+            append(_line(sample_name, labels, value))
 
     def header(self) -> str:
         exposed = self.sample_name
@@ -199,7 +209,7 @@ class _Family:
         metric = Metric(self.name, self.doc, self.type)
         sample_name = self.sample_name
         for e in self.entries:
-            if e.__class__ is str:
+            if e.__class__ is bytes:
                 raise TypeError("a Families built with text=True has no Metric objects")
             names, values, value = e  # type: ignore[misc]
             metric.add_sample(sample_name, dict(zip(names, values, strict=True)), value)
@@ -364,9 +374,10 @@ class Fragment:
         self.build = build
         families = tuple(build()._families.values())
         texts = []
+        memo: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
         for family in families:
             text: list[str] = []
-            family.render_samples(text, keep_labels=False)
+            family.render_samples(text, keep_labels=False, memo=memo)
             family.entries = []
             texts.append("".join(text).encode())
         self.families = families
