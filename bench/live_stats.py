@@ -2,8 +2,8 @@
 """Per-sample cost of the agent's live statistics (OADEV, MDEV, TDEV, MTIE together).
 
 Feeds random-walk phase into ``StreamingStability`` one sample at a time and
-folds it in batches of B samples (the agent folds timemon.live.FOLD_BATCH = 64
-slots at a time, or what waited FOLD_MAX_AGE: B = 64 at a 1 s interval, about 4
+folds it in batches of B samples (the agent folds timemon.live.FOLD_BATCH = 128
+slots at a time, or what waited FOLD_MAX_AGE: B = 128 at a 1 s interval, about 8
 at 16 s), then reports µs per sample with all four statistics
 at the default window (13 octave taus) and at 16 taus, memory per source at a
 full window, and allantools' ``oadev_realtime`` (OADEV alone) as the anchor,
