@@ -15,7 +15,8 @@ server's stratum...) are ``Column``s: ``Families.columns`` reads one column for
 every source of a kind and renders it in one comprehension, instead of one call
 per sample.  Parts that change rarely (a source's live statistics change
 once per fold, not per scrape) are built once as a ``Fragment`` and merged as
-pre-rendered, pre-encoded text, many fragments at once (``Families.merge_all``).  Without ``text``, a ``Families`` keeps each sample as a tuple
+pre-rendered, encoded text, many fragments at once (``Families.merge_all``).
+Without ``text``, a ``Families`` keeps each sample as a tuple
 (label names, label values, value) and iterating it gives prometheus_client
 ``Metric`` objects, for ``generate_latest`` and the tests; ``render`` writes the
 same bytes either way (tests/test_web_config.py compares them).
@@ -383,9 +384,12 @@ class Fragment:
         self.families = families
         self.texts = tuple(texts)
         layout = tuple(family.name for family in families)
+        if len(_layouts) >= _LAYOUTS_MAX:  # (fragments made before keep their tuple)
+            _layouts.clear()
         self.layout = _layouts.setdefault(layout, layout)
 
 
 # One tuple per distinct Fragment.layout: a handful (the live statistics while the
 # window grows, NTP's own families with and without errors...), not one per fragment.
 _layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+_LAYOUTS_MAX = 1000

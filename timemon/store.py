@@ -38,11 +38,11 @@ RETENTION_CHECK_SECONDS = 3600.0
 # WAL_CHECKPOINT_SECONDS, or sooner when it holds WAL_CHECKPOINT_PAGES pages.  SQLite's
 # default, every 1,000 pages, came about once a second at 1,000 sources with full
 # windows: each commit rewrites one index leaf per source (~1,100 pages a second), so a
-# checkpoint copied nearly every frame it had, and the writer thread used 5.2 % of a
-# core (drive of _flush on a 16.4 M-row store, 40 s).  Copied every ~10 s, each leaf is
-# written to the database once for ~10 commits: 3.4-3.5 %.  The cost: with
-# synchronous=NORMAL the WAL is fsynced only at a checkpoint, so a power cut can lose
-# up to this much of the last commits (an agent crash loses none of them).
+# checkpoint copied nearly every frame it had, and the writer thread used 5.1-5.3 % of
+# a core (_flush driven as the writer does, on a 16.4 M-row store, 40 s runs).  Copied
+# every ~10 s, each leaf is written to the database once for ~10 commits: 3.6-4.0 %.
+# The cost: with synchronous=NORMAL the WAL is fsynced only at a checkpoint, so a
+# power cut can lose up to this much of the last commits (an agent crash loses none).
 WAL_CHECKPOINT_SECONDS = 10.0
 WAL_CHECKPOINT_PAGES = 20_000
 RETRY_SECONDS = 5.0
