@@ -246,3 +246,39 @@ def test_fragments_of_different_layouts_merge_into_whole_families() -> None:
     # Each family's HELP once: its samples are together (the format requires it).
     assert [line.split()[2] for line in text.decode().splitlines()
             if line.startswith("# HELP")] == ["f", "g", "h"]
+
+
+def test_a_large_scrape_is_written_in_full_blocks_that_join_to_the_whole() -> None:
+    """``render_blocks`` (what the server writes) gives ``render``'s bytes in blocks of
+    whole texts, each filled greedily up to CHUNK_BYTES; only a text longer than that
+    on its own (a column for many sources) makes a longer block, alone and uncopied."""
+    from timemon.families import CHUNK_BYTES, Column, Families, LabelSet
+
+    class Src:
+        def __init__(self, i: int) -> None:
+            self.label_values = LabelSet(("source", "kind"), (f"source-{i:05d}", "ntp"))
+            self.offset = i * 1e-7
+
+    out = Families(text=True)
+    for i in range(4000):  # small texts: ~230 KB in all
+        out.gauge("timemon_small", "many small texts", ("source", "k"), (f"s{i}", "x"), i / 7)
+    column = Column("timemon_offset_seconds", "a column", "gauge", lambda s: s.offset)
+    out.columns((column,), [Src(i) for i in range(3000)])  # one text of ~170 KB
+    texts = out._texts()
+    assert max(map(len, texts)) > CHUNK_BYTES
+    length, blocks = out.render_blocks()
+    chunks = list(blocks)
+    assert b"".join(chunks) == out.render() and length == len(out.render())
+    assert len(chunks) > 4
+    i = 0
+    for chunk in chunks:
+        members = []
+        while sum(map(len, members)) < len(chunk):
+            members.append(texts[i])
+            i += 1
+        assert b"".join(members) == chunk
+        if len(chunk) > CHUNK_BYTES:  # only a long text alone, not copied
+            assert len(members) == 1 and chunk is members[0]
+        if i < len(texts):  # filled: the next text would not have fit
+            assert len(chunk) + len(texts[i]) > CHUNK_BYTES
+    assert i == len(texts)

@@ -24,7 +24,9 @@ same bytes either way (tests/test_web_config.py compares them).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -33,6 +35,15 @@ SOURCE_LABELS = ("source", "kind")
 
 # (label names, label values, value); names and values in the same order.
 Entry = tuple[tuple[str, ...], tuple[str, ...], float]
+
+# ``render_blocks`` joins the texts of a scrape into blocks of at most this many bytes,
+# below heap.MMAP_THRESHOLD so glibc serves them from the heap, and one at a time, so
+# the next block reuses the memory of the last.  Joined whole, the 6 MB body at 1,000
+# full windows was a fresh mapping at each scrape: ~1,600 page faults on first touch,
+# ~4.5 us each on the reference VM.  In-process, a render after every source had a new
+# sample (1,000 NTP sources, full windows, min of 14, five alternating pairs): 22.2-26.5
+# ms joined whole, 16.7-18.1 ms in blocks (one pair reversed: 23.5 against 29.8).
+CHUNK_BYTES = 64 * 1024
 
 _SUFFIX = {"gauge": "", "counter": "_total", "info": "_info"}
 _EXPOSED_TYPE = {"gauge": "gauge", "counter": "counter", "info": "gauge"}
@@ -344,20 +355,46 @@ class Families:
 
     def render(self) -> bytes:
         """The Prometheus text exposition format (0.0.4) of every family."""
-        if self._text:  # every entry is already encoded text
-            out: list[bytes] = []
-            for family in self._families.values():
-                out.append(family.header().encode())
-                out.extend(family.entries)  # type: ignore[arg-type]
-            return b"".join(out)
+        if self._text:
+            return b"".join(self._texts())
         lines: list[str] = []
         for family in self._families.values():
             lines.append(family.header())
             family.render_samples(lines)
         return "".join(lines).encode("utf-8")
 
+    def render_blocks(self) -> tuple[int, Iterator[bytes]]:
+        """``render``'s length, and its bytes as consecutive blocks of at most
+        ``CHUNK_BYTES`` (a longer single text, a whole column, is a block of its own),
+        each joined only when asked for: a server writes one, drops it, asks for the
+        next.  The blocks hold only the encoded texts, which no one changes."""
+        if not self._text:
+            body = self.render()
+            return len(body), iter((body,))
+        texts = self._texts()
+        ends = list(accumulate(map(len, texts)))  # where each text ends in the body
+        return (ends[-1] if ends else 0), _blocks(texts, ends)
+
+    def _texts(self) -> list[bytes]:
+        """Every family's header and encoded entries, in order (text mode)."""
+        out: list[bytes] = []
+        for family in self._families.values():
+            out.append(family.header().encode())
+            out.extend(family.entries)  # type: ignore[arg-type]
+        return out
+
     def __iter__(self) -> Iterator[Metric]:
         return (family.metric() for family in self._families.values())
+
+
+def _blocks(texts: list[bytes], ends: list[int]) -> Iterator[bytes]:
+    start, written = 0, 0
+    while start < len(texts):
+        # The texts from ``start`` that end within CHUNK_BYTES of ``written``; at
+        # least one.  A join of one text is that same object, not a copy.
+        stop = max(bisect_right(ends, written + CHUNK_BYTES, lo=start), start + 1)
+        yield b"".join(texts[start:stop])
+        start, written = stop, ends[stop - 1]
 
 
 class Fragment:
