@@ -88,12 +88,16 @@ def test_the_scrape_text_follows_each_check_and_is_kept_between(
     checker.check_once()
     first = scrape()
     assert sum(line.endswith(" 1.0") for line in first) == 1  # ntp4
-    kept = crosscheck._kept
+    kept, marks = crosscheck._kept, crosscheck._kept_marks
     assert scrape() == first and crosscheck._kept is kept  # the same result: reused
+    checker.check_once()  # a new result, with the same candidates and marks
+    assert scrape() == first
+    assert crosscheck._kept is not kept and crosscheck._kept_marks is marks
     sources[4].set_up(False)  # down: no longer a candidate, so no falseticker line
     checker.check_once()
     second = scrape()
     assert len(second) == 4 and all(line.endswith(" 0.0") for line in second)
+    assert crosscheck._kept_marks is not marks
 
 @pytest.mark.parametrize("offsets", [
     [0.0, 0.0, 0.050, 0.100, 0.150],  # three off the same way, by different amounts
