@@ -367,10 +367,8 @@ class Families:
         """``render``'s length, and its bytes as consecutive blocks of at most
         ``CHUNK_BYTES`` (a longer single text, a whole column, is a block of its own),
         each joined only when asked for: a server writes one, drops it, asks for the
-        next.  The blocks hold only the encoded texts, which no one changes."""
-        if not self._text:
-            body = self.render()
-            return len(body), iter((body,))
+        next.  The blocks hold only the encoded texts, which no one changes.  Text mode
+        only (``Families(text=True)``)."""
         texts = self._texts()
         ends = list(accumulate(map(len, texts)))  # where each text ends in the body
         return (ends[-1] if ends else 0), _blocks(texts, ends)
