@@ -42,15 +42,13 @@ RETENTION_CHECK_SECONDS = 3600.0
 # a core (_flush driven as the writer does, on a 16.4 M-row store, 40 s runs).  Copied
 # every ~10 s, each leaf is written to the database once for ~10 commits: 3.6-4.0 %.
 # The cost: with synchronous=NORMAL the WAL is fsynced only at a checkpoint, so a
-# power cut can lose up to this much (plus WAL_CHECKPOINT_WAIT) of the last commits (an
-# agent crash loses none).
+# power cut can lose up to this much of the last commits (an agent crash loses none).
 WAL_CHECKPOINT_SECONDS = 10.0
 WAL_CHECKPOINT_PAGES = 20_000
 # A due checkpoint waits, at most this long, for the moment just after a scrape ends
-# (SampleStore.after_scrape): at 1,000 sources it takes 26-52 ms of CPU (18 checkpoints,
-# three full-window runs), which the agent's one CPU otherwise takes from a scrape that
-# runs at the same time (in one run, 4 of the 12 slowest scrapes overlapped a checkpoint,
-# the slowest among them).
+# (SampleStore.after_scrape): at 1,000 sources it takes 30-45 ms of CPU, which the agent's
+# one CPU otherwise takes from a scrape that runs at the same time (in one full-window
+# run, 4 of the 12 slowest scrapes overlapped a checkpoint, the slowest among them).
 # Scrapes come at a steady interval, so just after one is the furthest from the next.
 WAL_CHECKPOINT_WAIT = 2.0
 RETRY_SECONDS = 5.0
