@@ -134,48 +134,6 @@ def test_the_wal_is_copied_into_the_database_on_a_timer_not_every_1000_pages(
     st._db.close()
 
 
-def test_a_due_wal_checkpoint_waits_for_a_scrape_to_end_but_not_for_ever(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from timemon.exporter import AgentState
-
-    monkeypatch.setattr(store_mod, "WAL_CHECKPOINT_SECONDS", 3600.0)
-    state = AgentState()
-    path = tmp_path / "s.db"
-    st = SampleStore(str(path), retention=1e9)
-    st.after_scrape = state.scrape_ended_since  # as the agent wires it
-    now = time.time_ns()
-
-    def write(n: int) -> None:
-        for i in range(n):
-            st._backlog.append(_Pending("src", "ntp", Sample(now + st.written + i, 1e-6, 1e-4)))
-        st._flush()
-
-    write(10)
-    with state.scraping():
-        pass  # a scrape that ended before the checkpoint came due does not count
-    st._next_wal_checkpoint = time.monotonic()  # due now
-    st._maybe_checkpoint_wal()
-    assert samples_in_database_file(path, tmp_path) == 0
-    with state.scraping():  # one runs: still waiting
-        st._maybe_checkpoint_wal()
-        assert samples_in_database_file(path, tmp_path) == 0
-    st._maybe_checkpoint_wal()  # and has ended: the moment furthest from the next one
-    assert samples_in_database_file(path, tmp_path) == 10
-    assert st._next_wal_checkpoint > time.monotonic() + 3000  # the timer starts again
-
-    # No scrapes at all (no Prometheus yet): WAL_CHECKPOINT_WAIT after it came due.
-    st.after_scrape = AgentState().scrape_ended_since
-    write(5)
-    st._next_wal_checkpoint = time.monotonic() - store_mod.WAL_CHECKPOINT_WAIT + 0.5
-    st._maybe_checkpoint_wal()
-    assert samples_in_database_file(path, tmp_path) == 10
-    st._next_wal_checkpoint = time.monotonic() - store_mod.WAL_CHECKPOINT_WAIT
-    st._maybe_checkpoint_wal()
-    assert samples_in_database_file(path, tmp_path) == 15
-    assert st.errors == 0
-    st._db.close()
-
-
 def test_a_chain_copy_has_every_field_and_is_its_own() -> None:
     from dataclasses import fields
 

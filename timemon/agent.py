@@ -69,7 +69,6 @@ class Agent:
             self.state.chain_collector = store.collect_chain
             self.state.store_errors = lambda: store.errors
             self.state.store_backlog = lambda: store.backlog
-            store.after_scrape = self.state.scrape_ended_since
         self.sources: dict[str, tuple[SourceConfig, Source, asyncio.Task[None]]] = {}
         self._noted: dict[str, dict[str, str]] = {}  # reference info last written per source
         # The reference_info dict each source gave last: a kind that keeps its dict while

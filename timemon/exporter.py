@@ -10,10 +10,8 @@ same families to prometheus_client (``generate_latest``).
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -45,7 +43,6 @@ class AgentState:
         self.no_scrape.set()
         self._scrapes = 0
         self._scrapes_lock = threading.Lock()
-        self._last_scrape_end = -math.inf  # monotonic seconds
 
     @contextlib.contextmanager
     def scraping(self) -> Iterator[None]:
@@ -59,15 +56,7 @@ class AgentState:
             with self._scrapes_lock:
                 self._scrapes -= 1
                 if not self._scrapes:
-                    self._last_scrape_end = time.monotonic()
                     self.no_scrape.set()
-
-    def scrape_ended_since(self, since: float) -> bool:
-        """Whether no scrape runs and the last one ended after ``since`` (monotonic
-        seconds).  Scrapes come at a steady interval, so that is the moment furthest from
-        the next one: background work that would slow a scrape waits for it."""
-        with self._scrapes_lock:
-            return not self._scrapes and self._last_scrape_end > since
 
 
 def collect_families(state: AgentState, text: bool = False) -> Families:

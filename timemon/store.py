@@ -45,12 +45,6 @@ RETENTION_CHECK_SECONDS = 3600.0
 # power cut can lose up to this much of the last commits (an agent crash loses none).
 WAL_CHECKPOINT_SECONDS = 10.0
 WAL_CHECKPOINT_PAGES = 20_000
-# A due checkpoint waits, at most this long, for the moment just after a scrape ends
-# (SampleStore.after_scrape): at 1,000 sources it takes 30-45 ms of CPU, which the agent's
-# one CPU otherwise takes from a scrape that runs at the same time (in one full-window
-# run, 4 of the 12 slowest scrapes overlapped a checkpoint, the slowest among them).
-# Scrapes come at a steady interval, so just after one is the furthest from the next.
-WAL_CHECKPOINT_WAIT = 2.0
 RETRY_SECONDS = 5.0
 MAX_BACKLOG = 2_000_000
 CHECKPOINT_SAMPLES = 1000  # a checkpoint per source after this many new samples ...
@@ -228,9 +222,6 @@ class SampleStore:
         self._chains: dict[tuple[str, str], _Chain] = {}
         self._next_chain_scan = 0.0  # monotonic time to look for time-based checkpoints
         self._next_wal_checkpoint = 0.0  # monotonic time of the next timed WAL checkpoint
-        # Set by the agent (AgentState.scrape_ended_since): whether a scrape ended after
-        # the given monotonic time and none runs now.  None: checkpoints are not deferred.
-        self.after_scrape: Callable[[float], bool] | None = None
         # (name, kind) -> (seq, hex head) of the last checkpoint written; replaced, never mutated
         self.checkpoint_heads: dict[tuple[str, str], tuple[int, str]] = {}
         # The heads' /metrics text, and the dict it was made from (the writer replaces
@@ -524,15 +515,10 @@ class SampleStore:
                       MAX_BACKLOG, dropped)
 
     def _maybe_checkpoint_wal(self) -> None:
-        """A passive WAL checkpoint every WAL_CHECKPOINT_SECONDS (see there), once a
-        scrape has ended, or WAL_CHECKPOINT_WAIT later if none does."""
+        """A passive WAL checkpoint every WAL_CHECKPOINT_SECONDS (see there)."""
         now = time.monotonic()
-        due = self._next_wal_checkpoint
-        if self._db is None or now < due:
+        if self._db is None or now < self._next_wal_checkpoint:
             return
-        after_scrape = self.after_scrape
-        if after_scrape is not None and now < due + WAL_CHECKPOINT_WAIT and not after_scrape(due):
-            return  # the writer's loop comes back within FLUSH_SECONDS
         self._next_wal_checkpoint = now + WAL_CHECKPOINT_SECONDS
         try:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
