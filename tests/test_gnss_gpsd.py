@@ -94,8 +94,9 @@ async def read_both(port: int, seconds: float,
             device_open = device_open or bool(report.get("devices")) or (
                 report["class"] == "DEVICE" and "activated" in report)
             if watching and device_open:
-                # Ours watches once gpsd has answered its first line (the WATCH was
-                # written before it), as gpsd reads a client's requests in order.
+                # Ours is connected once gpsd's banner (VERSION) has reached it; it
+                # wrote its WATCH on connecting, which gpsd takes up within one pass of
+                # its select loop: 0.2 s leaves room for that.
                 while source.gpsd_version is None:
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.2)
