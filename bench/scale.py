@@ -12,7 +12,8 @@ the first half minute would otherwise show as if it were the steady state.
 
 Printed:
   * agent CPU as % of one core: utime + stime of all its threads from
-    /proc/PID/stat over the measurement, divided by the wall time;
+    /proc/PID/stat over the measurement, divided by the wall time, and the two apart
+    (user: the Python; system: the kernel's side of its sockets, SQLite's I/O...);
   * agent RSS (VmRSS, at the end);
   * samples per second: the increase of sum(timemon_samples_total) between the
     first and last scrape, divided by the time between them;
@@ -28,7 +29,9 @@ Printed:
     preempted its event loop ~190 times a second (involuntary context switches, 20-30
     placed) on the 2-vCPU reference VM, and its CPU time grew with the cache refills:
     25.0 and 25.3 % of a core shared, 24.4, 24.2 and 24.7 % placed (1,000 sources,
-    60 s runs alternating, one version of the agent);
+    60 s runs alternating, one version of the agent).  On a faster day with full
+    windows (--fill-store): 13.7, 15.8 and 16.0 % placed, scrape p99 51-79 ms; 17.8 %
+    shared, p99 99.3 ms;
   * memory per source at a full stability window, MEASURED IN-PROCESS AND
     EXTRAPOLATED (not by filling a store): ``--window-sources`` LiveSeries are
     filled with a full window (DEFAULT_WINDOW samples) and folded, the RSS
@@ -60,9 +63,14 @@ VENV_BIN = Path(sys.executable).parent
 _SAMPLES = re.compile(rb"^timemon_samples_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of all the process's threads, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def rss_bytes(pid: int) -> int:
@@ -316,7 +324,7 @@ def main() -> None:
                                         "-d", str(int(args.seconds)), "-r", "50", "--nonblocking", "--gil"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             window_start_ns = time.clock_gettime_ns(time.CLOCK_REALTIME)
-            cpu0, wall0 = cpu_seconds(agent.pid), time.monotonic()
+            split0, wall0 = cpu_split(agent.pid), time.monotonic()
             load0 = machine_busy()
             sim_cpu0 = cpu_seconds(sim.pid)
             latencies: list[float] = []
@@ -334,7 +342,9 @@ def main() -> None:
                 time.sleep(max(0.0, next_scrape - time.monotonic()))
             wall = time.monotonic() - wall0
             load1 = machine_busy()
-            cpu = cpu_seconds(agent.pid) - cpu0
+            split1 = cpu_split(agent.pid)
+            user, system = split1[0] - split0[0], split1[1] - split0[1]
+            cpu = user + system
             sim_cpu = cpu_seconds(sim.pid) - sim_cpu0
             window_end_ns = time.clock_gettime_ns(time.CLOCK_REALTIME)
             rss = rss_bytes(agent.pid)
@@ -384,6 +394,7 @@ def main() -> None:
          f"{sorted(sim_cpus)} / {sorted(agent_cpus or ())}"),
         ("warm-up: sources with a sample", f"{with_sample}/{n} after {warmup:.1f} s"),
         ("agent CPU (% of one core)", f"{100 * cpu / wall:.1f} %"),
+        ("agent CPU: user / system", f"{100 * user / wall:.1f} % / {100 * system / wall:.1f} %"),
         ("agent CPU per sample", f"{1e3 * cpu / wall / rate:.3f} ms" if rate else "-"),
         (f"projected agent CPU at {n / args.interval:.0f} samples/s",
          f"{100 * cpu / wall / rate * n / args.interval:.0f} % of one core" if rate else "-"),
