@@ -13,7 +13,8 @@ the first half minute would otherwise show as if it were the steady state.
 Printed:
   * agent CPU as % of one core: utime + stime of all its threads from
     /proc/PID/stat over the measurement, divided by the wall time, and the two apart
-    (user: the Python; system: the kernel's side of its sockets, SQLite's I/O...);
+    (user: the agent's own code, Python's, SQLite's and numpy's; system: the kernel's
+    work for its sockets and files);
   * agent RSS (VmRSS, at the end);
   * samples per second: the increase of sum(timemon_samples_total) between the
     first and last scrape, divided by the time between them;
