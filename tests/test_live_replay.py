@@ -37,15 +37,32 @@ def _history(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return t[keep], x[keep]
 
 
+def _with_delays(seed: int, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Round-trip delays for ``_history``'s samples, and runs of late replies: 1-5
+    samples in a row whose delay grows by 2d and offset by d, as a reply late by 2d
+    gives (the offset copied, not changed).  Some delays NaN (a sample without one)."""
+    rng = np.random.default_rng(5000 + seed)
+    x = x.copy()
+    d = 1e-4 + rng.choice([1e-7, 1e-6, 1e-5]) * rng.random(len(x))
+    for _ in range(rng.integers(0, 6)):
+        at = int(rng.integers(0, len(x) - 5))
+        late = rng.uniform(0.0, 1e-3)
+        span = slice(at, at + int(rng.integers(1, 6)))
+        d[span] += 2 * late
+        x[span] += late
+    d[rng.random(len(x)) < rng.choice([0.0, 0.01])] = np.nan
+    return x, d
+
+
 def _same_nan(values) -> list:
     """NaN as a string: two NaN objects never compare equal in a list."""
     return [("nan" if isinstance(v, float) and math.isnan(v) else v) for v in values]
 
 
 def _state(series: LiveSeries) -> tuple:
-    return (_same_nan(series._queue), _same_nan(series._history),
-            [(s.t_ns, _same_nan([s.offset])) for s in series._candidates], series.steps,
-            series._last_t_ns)
+    return (_same_nan(series._queue), _same_nan(series._history), list(series._delays),
+            [(s.t_ns, _same_nan([s.offset, s.delay])) for s in series._candidates],
+            series.steps, series._last_t_ns)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -54,16 +71,22 @@ def test_replay_leaves_the_state_add_leaves(seed: int, monkeypatch) -> None:
     # Small chunks too, so chunk edges fall everywhere.
     monkeypatch.setattr(live_mod, "REPLAY_CHUNK", int(rng.choice([7, 64, 4096])))
     t, x = _history(seed, int(rng.integers(50, 3000)))
+    # Half the seeds with round-trip delays (NTP), half without (PTP, GNSS).
+    x, d = _with_delays(seed, t, x) if seed % 2 else (x, None)
     window = int(rng.choice([64, 256, 1024]))
     one, bulk = LiveSeries(1.0, window), LiveSeries(1.0, window)
+
+    def sample(i: int) -> Sample:
+        return Sample(int(t[i]), float(x[i]), None if d is None else float(d[i]))
+
     # Some live samples first on both: the replay continues an existing state.
-    head = int(rng.integers(0, 40))
-    for ti, xi in zip(t[:head], x[:head], strict=True):
-        one.add(Sample(int(ti), float(xi)))
-        bulk.add(Sample(int(ti), float(xi)))
-    for ti, xi in zip(t[head:], x[head:], strict=True):
-        one.add(Sample(int(ti), float(xi)))
-    bulk.replay(t[head:], x[head:])
+    head = min(int(rng.integers(0, 40)), len(t))
+    for i in range(head):
+        one.add(sample(i))
+        bulk.add(sample(i))
+    for i in range(head, len(t)):
+        one.add(sample(i))
+    bulk.replay(t[head:], x[head:], None if d is None else d[head:])
     assert _state(bulk) == _state(one)
     a, b = one.compute(), bulk.compute()
     assert a == b

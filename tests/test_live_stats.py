@@ -271,6 +271,85 @@ def test_a_step_is_counted_and_restarts_the_window() -> None:
     assert adev1 == pytest.approx(math.sqrt(3) * 1e-6, rel=0.3)
 
 
+def _steady_then(n: int, changes: dict[int, tuple[float, float]]) -> LiveSeries:
+    """n samples at 1 s: offsets of 1 µs white noise, delays of 100 µs ± 1 µs, plus
+    (offset, delay) added at the indices in ``changes``."""
+    rng = np.random.default_rng(12)
+    live = LiveSeries(1.0, window=4096)
+    for i in range(n):
+        extra_offset, extra_delay = changes.get(i, (0.0, 0.0))
+        live.add(Sample(i * 1_000_000_000, float(rng.normal(0.0, 1e-6)) + extra_offset,
+                        100e-6 + float(rng.uniform(-1e-6, 1e-6)) + extra_delay))
+    return live
+
+
+@pytest.mark.parametrize("run", [3, 5])
+def test_late_replies_in_a_row_are_not_a_step(run: int) -> None:
+    """Replies ~600 µs late for several polls in a row (the offset moves by half the
+    extra delay): spikes, kept in the series, not a step (bench/scale.py's finding)."""
+    late = {i: (300e-6, 600e-6) for i in range(100, 100 + run)}
+    live = _steady_then(200, late)
+    result = live.compute()
+    assert live.steps == 0
+    assert result.samples_in_window == 200
+    x = live._stability.phase_window()
+    assert (x[100:100 + run] > 250e-6).all()  # kept, as any spike
+
+
+def test_a_step_with_usual_delays_is_still_a_step() -> None:
+    live = _steady_then(200, {i: (300e-6, 0.0) for i in range(100, 200)})
+    assert live.steps == 1
+    assert live.compute().samples_in_window == 100
+
+
+def test_a_step_during_late_replies_is_confirmed_once_they_are_on_time() -> None:
+    """A clock stepped by 1 ms while the first replies after it are 2 ms late: those
+    are let through as spikes; the next three, on time, confirm the step."""
+    changes = {i: (1e-3, 0.0) for i in range(100, 200)}
+    changes.update({i: (1e-3, 2e-3) for i in range(100, 103)})
+    live = _steady_then(200, changes)
+    assert live.steps == 1
+    assert live.compute().samples_in_window == 97  # restarted at sample 103
+
+
+def test_without_delays_three_jumps_are_a_step_as_before() -> None:
+    """PTP and GNSS samples carry no delay: nothing explains a jump away."""
+    live = LiveSeries(1.0, window=4096)
+    rng = np.random.default_rng(13)
+    for i in range(200):
+        jump = 300e-6 if 100 <= i < 103 else 0.0
+        live.add(Sample(i * 1_000_000_000, float(rng.normal(0.0, 1e-6)) + jump))
+    assert live.steps == 1
+
+
+def test_a_restart_replays_the_stored_delays(tmp_path: Path) -> None:
+    """The agent's restart path (store -> replay) sees the delays too: late replies
+    stored in a row are spikes after a restart as they were live, and a stored sample
+    without a delay (NULL) stays without one."""
+    from timemon.agent import _replay_history
+    from timemon.exporter import AgentState
+
+    store = SampleStore(str(tmp_path / "s.db"), retention=10 * 365 * 86400)
+    store.start()
+    live = _steady_then(200, {i: (300e-6, 600e-6) for i in range(100, 104)})
+    rng = np.random.default_rng(12)  # the same samples _steady_then added
+    for i in range(200):
+        late = 100 <= i < 104
+        store.append("gm", "ntp", Sample(
+            i * 1_000_000_000 + 1_790_000_000 * 10**9,
+            float(rng.normal(0.0, 1e-6)) + (300e-6 if late else 0.0),
+            100e-6 + float(rng.uniform(-1e-6, 1e-6)) + (600e-6 if late else 0.0)))
+    store.append("gm", "ntp", Sample(200 * 10**9 + 1_790_000_000 * 10**9, 0.0))
+    store.close()
+    _t, _x, delays = store.load_recent_arrays("gm", "ntp", 4096)
+    assert math.isnan(delays[-1]) and np.isfinite(delays[:-1]).all()
+    source = NtpSource("gm", HostPort("127.0.0.1", 123), interval=1.0, lab=True)
+    restored = LiveSeries(1.0, window=4096)
+    _replay_history(store, source, restored, 4096, AgentState())
+    assert live.steps == restored.steps == 0
+    assert restored.result.samples_in_window == 201
+
+
 def test_restart_from_the_store_gives_identical_statistics(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     store = SampleStore(str(tmp_path / "s.db"), retention=10 * 365 * 86400)

@@ -333,10 +333,10 @@ def _replay_history(store: SampleStore, source: Source, live: LiveSeries,
     """The last ``window`` stored samples of ``source``, replayed into ``live`` in bulk
     and folded in; gives the last one (for ``Source.restore``)."""
     state.no_scrape.wait(SCRAPE_YIELD_MAX)
-    t_ns, offsets = store.load_recent_arrays(source.name, source.kind, window)
+    t_ns, offsets, delays = store.load_recent_arrays(source.name, source.kind, window)
     if not len(offsets):
         return []
-    live.replay(t_ns, offsets)
+    live.replay(t_ns, offsets, delays)
     live.compute()
     source.live_fragment(live.result)
     return [Sample(int(t_ns[-1]), float(offsets[-1]))]

@@ -29,6 +29,12 @@ from timemon.source import Sample
 # Step detection: a jump of more than STEP_SIGMAS robust standard deviations (and
 # at least MIN_STEP seconds) from the recent median, confirmed by STEP_CONFIRM
 # consecutive samples that agree with each other, is a step.  Fewer is a spike.
+# So are STEP_CONFIRM candidates whose round trips each took at least their jump
+# longer than the recent median delay: a reply late by d moves the offset by up to
+# d / 2, and a stepped clock leaves the delay as it was.  At 1,000 sources on loopback
+# (bench/scale.py), replies came ~600 us late to the same sources for several polls
+# in a row, offsets ~300 us off, and restarted 2-5 % of the restored windows as
+# "steps"; on a network, queueing that lasts a few polls would do the same.
 STEP_SIGMAS = 10.0
 MIN_STEP = 1e-6
 STEP_CONFIRM = 3
@@ -125,6 +131,7 @@ class LiveSeries:
         self._queue_drained_long = False  # set by the thread that folds; see _place
         self._last_t_ns: int | None = None
         self._history: deque[float] = deque(maxlen=HISTORY)
+        self._delays: deque[float] = deque(maxlen=HISTORY)  # of placed samples that have one
         self._candidates: list[Sample] = []
         self.steps = 0
         self.result = LiveResult((), None, 0)
@@ -137,7 +144,7 @@ class LiveSeries:
             self._candidates.append(sample)
             if len(self._candidates) < STEP_CONFIRM:
                 return
-            if self._candidates_agree():
+            if self._candidates_agree() and not self._late_replies():
                 self._restart_at_step()
                 return
             # Not one new level: they were spikes after all; keep them in the series.
@@ -150,24 +157,31 @@ class LiveSeries:
             self._place(s)
         self._place(sample)
 
-    def replay(self, t_ns: np.ndarray, offsets: np.ndarray) -> None:
+    def replay(self, t_ns: np.ndarray, offsets: np.ndarray,
+               delays: np.ndarray | None = None) -> None:
         """``add`` of many samples in time order (a restart's stored history), with the
-        same result ~10x faster.  Where the recent history is full and no step check is
-        pending, the check is done for a chunk at once: the median and MAD of the
-        HISTORY offsets before each sample, as ``_level`` computes them, assuming no
-        candidate in between.  Up to the first candidate that holds; the candidate and
-        what follows until the check is clear again go through ``add`` one by one."""
+        same result ~10x faster; ``delays``: NaN where a sample has none.  Where the
+        recent history is full and no step check is pending, the check is done for a
+        chunk at once: the median and MAD of the HISTORY offsets before each sample, as
+        ``_level`` computes them, assuming no candidate in between.  Up to the first
+        candidate that holds; the candidate and what follows until the check is clear
+        again go through ``add`` one by one."""
         n = len(offsets)
+
+        def one(i: int) -> Sample:
+            return Sample(int(t_ns[i]), float(offsets[i]),
+                          None if delays is None else float(delays[i]))
+
         i = 0
         while i < n:
             if self._candidates or len(self._history) < HISTORY:
-                self.add(Sample(int(t_ns[i]), float(offsets[i])))
+                self.add(one(i))
                 i += 1
                 continue
             x = np.asarray(offsets[i:i + REPLAY_CHUNK], dtype=float)
             recent = np.concatenate((np.fromiter(self._history, float, HISTORY), x))
             if not np.isfinite(recent).all():  # sorted() and np.sort order NaN differently
-                self.add(Sample(int(t_ns[i]), float(offsets[i])))
+                self.add(one(i))
                 i += 1
                 continue
             before = np.sort(sliding_window_view(recent, HISTORY)[:len(x)], axis=1)
@@ -176,19 +190,22 @@ class LiveSeries:
             threshold = np.maximum(MIN_STEP, STEP_SIGMAS * 1.4826 * mad)
             candidate = np.abs(x - median) > threshold
             k = int(np.argmax(candidate)) if candidate.any() else len(x)
-            self._place_many(np.asarray(t_ns[i:i + k], dtype=np.int64), x[:k])
+            self._place_many(np.asarray(t_ns[i:i + k], dtype=np.int64), x[:k],
+                             None if delays is None else np.asarray(delays[i:i + k], float))
             i += k
             if k < len(x):
-                self.add(Sample(int(t_ns[i]), float(offsets[i])))
+                self.add(one(i))
                 i += 1
 
-    def _place_many(self, t_ns: np.ndarray, x: np.ndarray) -> None:
-        """``_place`` of each sample, at once: the same slots and gaps."""
+    def _place_many(self, t_ns: np.ndarray, x: np.ndarray, delays: np.ndarray | None) -> None:
+        """``_place`` of each sample, at once: the same slots, gaps and histories."""
         if not len(x):
             return
         if self._last_t_ns is None:
-            self._place(Sample(int(t_ns[0]), float(x[0])))
+            self._place(Sample(int(t_ns[0]), float(x[0]),
+                               None if delays is None else float(delays[0])))
             t_ns, x = t_ns[1:], x[1:]
+            delays = None if delays is None else delays[1:]
             if not len(x):
                 return
         assert self._last_t_ns is not None
@@ -198,6 +215,8 @@ class LiveSeries:
         slots[np.cumsum(gaps + 1) - 1] = x
         self._queue.extend(slots.tolist())
         self._history.extend(x[-HISTORY:].tolist())
+        if delays is not None:
+            self._delays.extend(delays[np.isfinite(delays)][-HISTORY:].tolist())
         self._last_t_ns = int(t_ns[-1])
 
     def _level(self) -> tuple[float, float] | None:
@@ -223,6 +242,18 @@ class LiveSeries:
         same_side = all(o > median for o in offsets) or all(o < median for o in offsets)
         return same_side and max(offsets) - min(offsets) < threshold
 
+    def _late_replies(self) -> bool:
+        """Whether every candidate's round trip exceeded the recent median delay by at
+        least its jump from the recent median offset (see the comment at STEP_SIGMAS)."""
+        if len(self._delays) < 8:
+            return False
+        usual = _median_sorted(sorted(self._delays))
+        level = self._level()
+        median = level[0] if level is not None else 0.0
+        # (a candidate without a delay is never a late reply, nor one with NaN: NaN >= x is False)
+        return all(s.delay is not None and s.delay - usual >= abs(s.offset - median)
+                   for s in self._candidates)
+
     def _restart_at_step(self) -> None:
         self.steps += 1
         held, self._candidates = self._candidates, []
@@ -247,6 +278,9 @@ class LiveSeries:
         self._last_t_ns = sample.t_ns
         self._queue.append(sample.offset)
         self._history.append(sample.offset)
+        delay = sample.delay
+        if delay is not None and math.isfinite(delay):
+            self._delays.append(delay)
 
     # -- statistics-thread side ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -279,12 +280,15 @@ class SampleStore:
                 for t, o, d in self._recent_rows(name, kind, limit, "t_ns, offset, delay")]
 
     def load_recent_arrays(self, name: str, kind: str, limit: int
-                           ) -> tuple[np.ndarray, np.ndarray]:
-        """The last ``limit`` samples' times (int64 ns) and offsets, oldest first, as
-        arrays: a restart replays 16,384 per source without a Sample object each."""
-        rows = self._recent_rows(name, kind, limit, "t_ns, offset")
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The last ``limit`` samples' times (int64 ns), offsets and delays (NaN where a
+        sample has none), oldest first, as arrays: a restart replays 16,384 per source
+        without a Sample object each."""
+        rows = self._recent_rows(name, kind, limit, "t_ns, offset, delay")
+        nan = math.nan
         return (np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-                np.fromiter((r[1] for r in rows), float, len(rows)))
+                np.fromiter((r[1] for r in rows), float, len(rows)),
+                np.fromiter((nan if r[2] is None else r[2] for r in rows), float, len(rows)))
 
     def _recent_rows(self, name: str, kind: str, limit: int, columns: str) -> list[tuple]:
         """The last ``limit`` rows' ``columns`` (one of the two lists above), oldest first."""
