@@ -271,15 +271,25 @@ def test_a_step_is_counted_and_restarts_the_window() -> None:
     assert adev1 == pytest.approx(math.sqrt(3) * 1e-6, rel=0.3)
 
 
-def _steady_then(n: int, changes: dict[int, tuple[float, float]]) -> LiveSeries:
+def _steady_samples(n: int, changes: dict[int, tuple[float, float]]) -> list[Sample]:
     """n samples at 1 s: offsets of 1 µs white noise, delays of 100 µs ± 1 µs, plus
     (offset, delay) added at the indices in ``changes``."""
     rng = np.random.default_rng(12)
-    live = LiveSeries(1.0, window=4096)
+    t0 = 1_790_000_000 * 10**9
+    samples = []
     for i in range(n):
         extra_offset, extra_delay = changes.get(i, (0.0, 0.0))
-        live.add(Sample(i * 1_000_000_000, float(rng.normal(0.0, 1e-6)) + extra_offset,
-                        100e-6 + float(rng.uniform(-1e-6, 1e-6)) + extra_delay))
+        samples.append(Sample(t0 + i * 1_000_000_000,
+                              float(rng.normal(0.0, 1e-6)) + extra_offset,
+                              100e-6 + float(rng.uniform(-1e-6, 1e-6)) + extra_delay))
+    return samples
+
+
+def _steady_then(n: int, changes: dict[int, tuple[float, float]]) -> LiveSeries:
+    """A LiveSeries fed ``_steady_samples``."""
+    live = LiveSeries(1.0, window=4096)
+    for sample in _steady_samples(n, changes):
+        live.add(sample)
     return live
 
 
@@ -331,15 +341,12 @@ def test_a_restart_replays_the_stored_delays(tmp_path: Path) -> None:
 
     store = SampleStore(str(tmp_path / "s.db"), retention=10 * 365 * 86400)
     store.start()
-    live = _steady_then(200, {i: (300e-6, 600e-6) for i in range(100, 104)})
-    rng = np.random.default_rng(12)  # the same samples _steady_then added
-    for i in range(200):
-        late = 100 <= i < 104
-        store.append("gm", "ntp", Sample(
-            i * 1_000_000_000 + 1_790_000_000 * 10**9,
-            float(rng.normal(0.0, 1e-6)) + (300e-6 if late else 0.0),
-            100e-6 + float(rng.uniform(-1e-6, 1e-6)) + (600e-6 if late else 0.0)))
-    store.append("gm", "ntp", Sample(200 * 10**9 + 1_790_000_000 * 10**9, 0.0))
+    samples = _steady_samples(200, {i: (300e-6, 600e-6) for i in range(100, 104)})
+    live = LiveSeries(1.0, window=4096)
+    for sample in samples:
+        live.add(sample)
+        store.append("gm", "ntp", sample)
+    store.append("gm", "ntp", Sample(samples[-1].t_ns + 10**9, 0.0))
     store.close()
     _t, _x, delays = store.load_recent_arrays("gm", "ntp", 4096)
     assert math.isnan(delays[-1]) and np.isfinite(delays[:-1]).all()
