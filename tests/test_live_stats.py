@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import free_udp_port
 from timemon.analysis import mdev, mtie, oadev, stability_table, tdev
-from timemon.analysis.streaming import StreamingStability, octave_ms
+from timemon.analysis.streaming import DEFAULT_WINDOW, StreamingStability, octave_ms
 from timemon.probes.ntp import NtpSource
 
 from timemon.address import HostPort
@@ -171,6 +171,32 @@ def test_steady_folds_equal_batch_and_the_general_path(
     assert len(seen) > 0.6 * n / 64
     assert {head for _size, head in seen} == {False, True}  # both kinds of first block
     assert {1, 64} <= {size for size, _head in seen}
+
+
+def test_the_default_window_across_compactions_equals_batch_and_the_general_path() -> None:
+    """The agent's own window (DEFAULT_WINDOW): folds of the usual 128-140 slots and
+    longer than the buffer's spare slots (chunked), over three windows and many
+    compactions of the phase buffer, with gaps."""
+    w = DEFAULT_WINDOW
+    rng = np.random.default_rng(5)
+    n = 3 * w
+    x = random_walk_phase(n, seed=5, gaps=tuple(int(g) for g in rng.choice(n, 8, replace=False)))
+    fast, general = StreamingStability(1.0, w), _GeneralOnly(1.0, w)
+    i, compactions = 0, 0
+    while i < n:
+        size = int(rng.choice([64, 128, 131, 140, 200, 255, 256, 300]))
+        for v in x[i:i + size]:
+            fast.append(float(v))
+            general.append(float(v))
+        i += size
+        base = fast._base
+        fast.update()
+        general.update()
+        compactions += fast._base != base
+        for p, q in zip(fast.points(), general.points(), strict=True):
+            assert (p.adev_n, p.mdev_n, p.mtie_n, p.mtie) == (q.adev_n, q.mdev_n, q.mtie_n, q.mtie)
+    assert compactions > 100
+    assert assert_matches_batch(fast, x[:i][-w:]) > 40
 
 
 def test_a_first_fold_shorter_than_the_longest_tau_terms() -> None:
