@@ -146,6 +146,12 @@ class _Plan:
         self.ls_c = np.stack((np.ones(n), self.cols.astype(np.float64)))
         self.ls_t = np.stack((self.cols, self.cols - w)).astype(np.float64)
         self._mtie(w, k, n, phase, ms)
+        # The two large index templates as int32 (offsets within a buffer, far below
+        # 2^31): 47 kB a plan instead of 85 kB at 128-slot folds of the default window, up
+        # to 128 plans cached; numpy widens them to intp as it indexes, a copy of a few µs
+        # per fold.
+        self.range_col = self.range_col.astype(np.int32)
+        self.gather = self.gather.astype(np.int32)
         for value in vars(self).values():
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
@@ -251,8 +257,9 @@ class _Plan:
 
 @functools.lru_cache(maxsize=128)
 def _plan(window: int, k: int, n: int, phase: int) -> _Plan:
-    # (A plan takes about a millisecond to build and 50 kB at 64-slot folds of the default
-    # window; sources fold at their own phase, so there are up to BLOCK plans per length.)
+    # (A plan takes about a millisecond to build, and 47 kB at the agent's usual 128-slot
+    # folds of the default window; sources fold at their own phase, so there are up to
+    # BLOCK plans per length.)
     return _Plan(window, k, n, phase)
 
 
@@ -322,8 +329,10 @@ class StreamingStability:
         # (uint8: a block holds at most BLOCK = 64 positions; a quarter of the memory)
         self._mtie_valid = np.zeros((k, self._blocks), dtype=np.uint8)
         # Phase summaries per block of slots: max and −min (every extremum a max), NaN when
-        # the block has a gap; the ring twice over, so that a span of blocks is contiguous.
-        self._bsum = np.full((2, 2 * self._blocks), np.nan)
+        # the block has a gap.  (A steady fold reduces spans of it that may wrap around
+        # the ring: it doubles the ring in a temporary, 8 kB, rather than every source
+        # holding it twice.)
+        self._bsum = np.full((2, self._blocks), np.nan)
         # Least-squares sums for the frequency offset: n, Σt, Σx, Σt², Σtx over the gap-free
         # slots of the window, t in slots from _epoch (reset at each recompute, so t stays
         # below two windows and the sums keep their precision).
@@ -477,7 +486,6 @@ class StreamingStability:
         summary = np.stack((np.maximum.reduce(blocks_max.reshape(-1, BLOCK), axis=1),
                             -np.minimum.reduce(blocks_min.reshape(-1, BLOCK), axis=1)))
         self._bsum[:, ring] = summary
-        self._bsum[:, ring + self._blocks] = summary
 
     def _span_extrema(self, p: IntArray, q: IntArray) -> tuple[FloatArray, FloatArray]:
         """Max and min of the phase over slots [p[r], q[r]) (non-empty), NaN where the
@@ -817,11 +825,11 @@ class StreamingStability:
         np.maximum.accumulate(blocks, axis=2, out=blocks)
         summary = work[:, plan.summary_col]
         cells = (u0 + plan.blocks) % ring
-        self._bsum[:, cells] = summary
-        self._bsum[:, cells + ring] = summary
+        bsum = self._bsum
+        bsum[:, cells] = summary
         if plan.mid_pairs.size:
-            np.maximum.reduceat(self._bsum, plan.mid_pairs + head_cell, axis=1,
-                                out=work[:, plan.c_mid:plan.c_none])
+            np.maximum.reduceat(np.concatenate((bsum, bsum), axis=1), plan.mid_pairs + head_cell,
+                                axis=1, out=work[:, plan.c_mid:plan.c_none])
         work[:, plan.c_none] = -np.inf
         valid, src = plan.short_len, 0
         for q in range(plan.levels - 1):  # level q + 1: runs of 2^(q+1) slots
