@@ -29,16 +29,26 @@ from timemon.source import Sample
 # Step detection: a jump of more than STEP_SIGMAS robust standard deviations (and
 # at least MIN_STEP seconds) from the recent median, confirmed by STEP_CONFIRM
 # consecutive samples that agree with each other, is a step.  Fewer is a spike.
-# So are STEP_CONFIRM candidates whose round trips each took at least their jump
-# longer than the recent median delay: a reply late by d moves the offset by up to
-# d / 2, and a stepped clock leaves the delay as it was.  At 1,000 sources on loopback
+# So are STEP_CONFIRM candidates whose round trips each differ from the recent median
+# delay by at least their jump: a reply late by d moves the offset by up to d / 2, and
+# a stepped clock leaves the delay as it was.  At 1,000 sources on loopback
 # (bench/scale.py), replies came ~600 us late to the same sources for several polls
 # in a row, offsets ~300 us off, and restarted 2-5 % of the restored windows as
-# "steps"; on a network, queueing that lasts a few polls would do the same.
+# "steps"; on a network, queueing that lasts a few polls would do the same.  Either
+# way: with two CPU burners beside the bench, replies to some sources came ~30 us late
+# (offsets +14 us) for minutes, and the return to the usual 7 us delay (offsets +3 us)
+# was taken for a step until shorter round trips counted too.
 STEP_SIGMAS = 10.0
 MIN_STEP = 1e-6
 STEP_CONFIRM = 3
-HISTORY = 16
+# The recent offsets (and delays) the median and the robust deviation come from.  With
+# 16, the deviation of so few white-noise samples was now and then a third of the
+# true one, and three ordinary samples then made a "step": 22 in 2.1e8 samples of white
+# phase noise (replay, five seeds), a window restarted every ~4 months a source at 1 s,
+# every ~3 hours in a fleet of 1,000; with 32, none in the same 2.1e8.  A real step is
+# still confirmed by its STEP_CONFIRM samples.  (_level sorts them: 4.3 us a sample,
+# 2.7 with 16.)
+HISTORY = 32
 _RESET = object()
 # Folding cadence: numpy work has a fixed cost per fold, so samples are folded in
 # batches of FOLD_BATCH, or when the oldest unfolded one has waited FOLD_MAX_AGE
@@ -144,7 +154,7 @@ class LiveSeries:
             self._candidates.append(sample)
             if len(self._candidates) < STEP_CONFIRM:
                 return
-            if self._candidates_agree() and not self._late_replies():
+            if self._candidates_agree() and not self._delays_explain_jumps():
                 self._restart_at_step()
                 return
             # Not one new level: they were spikes after all; keep them in the series.
@@ -242,16 +252,17 @@ class LiveSeries:
         same_side = all(o > median for o in offsets) or all(o < median for o in offsets)
         return same_side and max(offsets) - min(offsets) < threshold
 
-    def _late_replies(self) -> bool:
-        """Whether every candidate's round trip exceeded the recent median delay by at
-        least its jump from the recent median offset (see the comment at STEP_SIGMAS)."""
+    def _delays_explain_jumps(self) -> bool:
+        """Whether every candidate's round trip differs from the recent median delay by
+        at least its jump from the recent median offset: later replies, or the first on
+        time after a run of late ones (see the comment at STEP_SIGMAS)."""
         if len(self._delays) < 8:
             return False
         usual = _median_sorted(sorted(self._delays))
         level = self._level()
         median = level[0] if level is not None else 0.0
         # (a candidate without a delay is never a late reply, nor one with NaN: NaN >= x is False)
-        return all(s.delay is not None and s.delay - usual >= abs(s.offset - median)
+        return all(s.delay is not None and abs(s.delay - usual) >= abs(s.offset - median)
                    for s in self._candidates)
 
     def _restart_at_step(self) -> None:
