@@ -386,9 +386,10 @@ def main() -> None:
     per_source, window = (window_memory_per_source(args.window_sources, args.interval)
                           if not args.fill_store else (0.0, 0))
     if fill_seconds is not None:
+        rest = "; the rest restarted at a detected step" if best < n else ""
         rows += [("store generated (full windows)", f"{fill_seconds:.0f} s"),
-                 ("agent start to windows restored", f"{restored:.0f} s ({best} of {n} full; "
-                                                     "the rest restarted at a detected step)")]
+                 ("agent start to windows restored",
+                  f"{restored:.0f} s ({best} of {n} full{rest})")]
     rows += [
         ("sources x interval", f"{n} x {args.interval:g} s, {wall:.0f} s measured"),
         ("CPUs: responders / agent", "shared (no placement)" if sim_cpus is None else
