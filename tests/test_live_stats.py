@@ -360,7 +360,7 @@ def test_a_step_during_late_replies_is_confirmed_once_they_are_on_time() -> None
 
 # Offsets (µs) of one source of bench/scale.py's generated store: white phase noise,
 # 10 µs, one delay for all.  The last three made a "step" with a 16-sample history (its
-# robust deviation came out near 3 µs): see the comment at live.HISTORY.
+# robust deviation came out at 2.1 µs): see the comment at live.HISTORY.
 WHITE_NOISE_FALSE_STEP_US = (
     1.3, 12.5, 7.3, 10.3, 4.0, 2.9, -2.4, -1.0, 22.4, -3.5, 2.8, 5.8, -15.4, 16.7, -2.6,
     -1.1, 0.7, 11.8, -2.5, 25.1, 10.0, -8.1, 5.7, -2.8, -0.9, 9.9, 0.9, -5.9, -24.6, 4.7,

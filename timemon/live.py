@@ -34,20 +34,20 @@ from timemon.source import Sample
 # a stepped clock leaves the delay as it was.  At 1,000 sources on loopback
 # (bench/scale.py), replies came ~600 us late to the same sources for several polls
 # in a row, offsets ~300 us off, and restarted 2-5 % of the restored windows as
-# "steps"; on a network, queueing that lasts a few polls would do the same.  Either
-# way: with two CPU burners beside the bench, replies to some sources came ~30 us late
-# (offsets +14 us) for minutes, and the return to the usual 7 us delay (offsets +3 us)
-# was taken for a step until shorter round trips counted too.
+# "steps"; on a network, queueing that lasts a few polls would do the same.  Shorter
+# round trips count too: with two CPU burners beside the bench, replies to some sources
+# came ~30 us late (offsets +14 us) for minutes, and their return to the usual 7 us
+# (offsets +3 us) was taken for a step.
 STEP_SIGMAS = 10.0
 MIN_STEP = 1e-6
 STEP_CONFIRM = 3
 # The recent offsets (and delays) the median and the robust deviation come from.  With
-# 16, the deviation of so few white-noise samples was now and then a third of the
-# true one, and three ordinary samples then made a "step": 22 in 2.1e8 samples of white
-# phase noise (replay, five seeds), a window restarted every ~4 months a source at 1 s,
-# every ~3 hours in a fleet of 1,000; with 32, none in the same 2.1e8.  A real step is
-# still confirmed by its STEP_CONFIRM samples.  (_level sorts them: 4.3 us a sample,
-# 2.7 with 16.)
+# 16, the deviation of so few white-noise samples came out as low as a fifth of the
+# true one (the tests' WHITE_NOISE_FALSE_STEP_US), and three ordinary samples made a
+# "step": 22 in 2.1e8 samples of white phase noise (replay, five seeds), a window
+# restarted every ~4 months a source at 1 s, every ~3 hours in a fleet of 1,000; with
+# 32, none in the same 2.1e8.  A real step is still confirmed by its STEP_CONFIRM
+# samples.  (_level sorts them: 4.3 us a sample, 2.7 with 16.)
 HISTORY = 32
 _RESET = object()
 # Folding cadence: numpy work has a fixed cost per fold, so samples are folded in
