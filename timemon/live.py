@@ -261,7 +261,7 @@ class LiveSeries:
         usual = _median_sorted(sorted(self._delays))
         level = self._level()
         median = level[0] if level is not None else 0.0
-        # (a candidate without a delay is never a late reply, nor one with NaN: NaN >= x is False)
+        # (a candidate without a delay is never explained, nor one with NaN: NaN >= x is False)
         return all(s.delay is not None and abs(s.delay - usual) >= abs(s.offset - median)
                    for s in self._candidates)
 
