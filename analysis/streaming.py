@@ -277,6 +277,7 @@ class StreamingStability:
         if window < 4:
             raise ValueError("window must hold at least 4 samples")
         self.tau0 = tau0
+        self._spacing = tau0  # see set_spacing
         self.window = window
         self.max_m = max_m
         self.ms = octave_ms(window, max_m)
@@ -339,6 +340,17 @@ class StreamingStability:
         self._epoch = 0
         self._ls = np.zeros(5)
         self._points: list[StabilityPoint] | None = None  # of the state folded in
+
+    def set_spacing(self, spacing: float) -> None:
+        """The measured mean interval between slots (seconds), when it is not tau0: polls
+        spaced at least one interval apart arrive a little late each time (1.0023 s
+        apart at 1,000 sources on one agent).  ADEV, MDEV and the frequency offset are
+        then computed with it, as an analysis of the recorded samples on their median
+        interval (``timemon analyze``, Stable32) computes them; the taus stay m · tau0,
+        the exported labels.  TDEV and MTIE, at m slots, do not depend on it."""
+        if spacing != self._spacing:
+            self._spacing = spacing
+            self._points = None
 
     # -- input --------------------------------------------------------------------
 
@@ -944,7 +956,11 @@ class StreamingStability:
         # (NumPy's sqrt and division round as math's do); below MIN_TERMS terms: None.
         dev = (np.sqrt(np.maximum(self._sums, 0.0) / (2.0 * np.maximum(self._counts, 1)))
                / self._dev_scale)
-        values = np.concatenate((dev, dev[1:] * self._tdev_scale, mtie[None]))
+        # (TDEV = tau / sqrt(3) · MDEV: the spacing cancels, so from the nominal MDEV.)
+        tdev = dev[1:] * self._tdev_scale
+        if self._spacing != self.tau0:
+            dev = dev * (self.tau0 / self._spacing)
+        values = np.concatenate((dev, tdev, mtie[None]))
         adev, mdev, tdev, mtie = values.tolist()
         (adev_n, mdev_n), mtie_n = self._counts.tolist(), mtie_n.tolist()
         return [_point(t, m, a if an >= MIN_TERMS else None, an,
@@ -961,4 +977,4 @@ class StreamingStability:
         if n < 3:
             return None
         denom = n * stt - st * st
-        return (n * stx - st * sx) / denom / self.tau0 if denom > 0 else None
+        return (n * stx - st * sx) / denom / self._spacing if denom > 0 else None

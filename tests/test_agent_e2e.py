@@ -237,6 +237,10 @@ def test_live_stability_metrics_within_a_minute(tmp_path: Path, chronyd_server: 
         assert metrics[("timemon_mtie_seconds", labels)] >= 0
         assert ("timemon_frequency_offset_ratio",
                 (("kind", "ntp"), ("source", "lab-chronyd"))) in metrics
+        # Polls at least the interval (1 s) apart, a little late: the measured spacing.
+        spacing = metrics[("timemon_sample_interval_seconds",
+                           (("kind", "ntp"), ("source", "lab-chronyd")))]
+        assert 0.9999 < spacing < 1.05
         assert metrics[("timemon_offset_steps_total",
                         (("kind", "ntp"), ("source", "lab-chronyd")))] == 0
         for statistic in ("mtie", "tdev"):

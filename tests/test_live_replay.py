@@ -62,7 +62,8 @@ def _same_nan(values) -> list:
 def _state(series: LiveSeries) -> tuple:
     return (_same_nan(series._queue), _same_nan(series._history), list(series._delays),
             [(s.t_ns, _same_nan([s.offset, s.delay])) for s in series._candidates],
-            series.steps, series._last_t_ns)
+            series.steps, series._last_t_ns,
+            list(series._marks), series._first_marked, series._slot, series._span)
 
 
 @pytest.mark.parametrize("seed", range(40))

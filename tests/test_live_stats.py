@@ -278,6 +278,66 @@ def test_timeout_back_off_leaves_the_right_number_of_slots() -> None:
     assert np.isnan(x).tolist() == [False, False, True, True, False]
 
 
+def late_polls(n: int, spacing: float, jitter_s: float, phase, seed: int) -> list[Sample]:
+    """``n`` samples ``spacing`` seconds apart (polls sent an interval after the last
+    send, each a little late), each up to ``jitter_s`` later, with ``phase(t)`` the
+    offset at t seconds from the first."""
+    rng = np.random.default_rng(seed)
+    t_ns = (1_790_000_000 * 10**9 + np.rint(np.arange(n) * spacing * 1e9).astype(np.int64)
+            + rng.integers(0, int(jitter_s * 1e9) + 1, n))
+    x = phase((t_ns - t_ns[0]) / 1e9)
+    return [Sample(int(t), float(v)) for t, v in zip(t_ns, x, strict=True)]
+
+
+def test_late_polls_give_the_frequency_of_their_real_spacing() -> None:
+    """Polls 1.0023 s apart (bench/scale.py at 1,000 sources) are one slot each, and the
+    frequency offset is the phase's slope over their real times: over the nominal
+    grid it read 0.23 % high.  The measured spacing is exported."""
+    y, spacing = 3e-6, 1.0023
+    noise = np.random.default_rng(4).normal(0.0, 1e-9, 4096)
+    samples = late_polls(4096, spacing, 1e-3, lambda t: y * t + noise, seed=3)
+    live = LiveSeries(1.0, window=4096)
+    for sample in samples:
+        live.add(sample)
+    result = live.compute()
+    assert result.samples_in_window == 4096  # no gaps: one slot a poll
+    assert result.sample_interval == pytest.approx(spacing, rel=1e-6)
+    assert result.frequency_offset == pytest.approx(y, rel=1e-5)
+    assert [p.tau for p in result.points][:3] == [1.0, 2.0, 4.0]  # labels: the interval's
+    # A restart that replays the same samples measures the same spacing.
+    again = LiveSeries(1.0, window=4096)
+    again.replay(np.array([s.t_ns for s in samples]), np.array([s.offset for s in samples]))
+    assert again.compute() == result
+
+
+@pytest.mark.parametrize("window", [256, 4096])
+def test_late_polls_give_the_deviations_an_analysis_of_their_samples_gives(
+        window: int) -> None:
+    """ADEV and MDEV take the measured spacing as tau0, as an analysis of the recorded
+    samples does (``timemon analyze``, Stable32: tau0 = their median interval); TDEV and
+    MTIE, over m slots, do not depend on it.  Random-walk phase (white FM), whose ADEV
+    changes with tau0, over more samples than the window."""
+    spacing = 1.0037
+    steps = np.random.default_rng(8).normal(0.0, 1e-9, 3 * window)
+    samples = late_polls(3 * window, spacing, 0.0,
+                         lambda t: np.cumsum(steps)[:len(t)], seed=0)
+    live = LiveSeries(1.0, window=window)
+    for sample in samples:
+        live.add(sample)
+    result = live.compute()
+    assert result.sample_interval == pytest.approx(spacing, rel=1e-9)
+    x = np.array([s.offset for s in samples[-window:]])
+    checked = 0
+    for name, (fn, attr) in BATCH.items():
+        taus, devs, _errs, ns = fn(x, rate=1.0 / spacing,
+                                   taus=[p.m * spacing for p in result.points])
+        for point, dev, n in zip(result.points, devs, ns, strict=True):
+            if n >= 2 and getattr(point, attr) is not None:
+                assert getattr(point, attr) == pytest.approx(dev, rel=1e-9), (name, point.m)
+                checked += 1
+    assert checked >= 4 * 5
+
+
 def test_a_step_is_counted_and_restarts_the_window() -> None:
     rng = np.random.default_rng(11)
     live = LiveSeries(1.0, window=4096)

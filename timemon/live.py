@@ -68,6 +68,13 @@ YOUNG_WINDOW = 32  # samples: past this, the first values exist and batches can 
 REPLAY_CHUNK = 4096
 # Items drained by one fold past which the queue is renewed (see LiveSeries._place).
 QUEUE_LONG = 1024
+# The measured spacing of the grid (``LiveSeries._marks``): (slot, time) of the first
+# sample in each period of MARK_SLOTS intervals (window // 16 for a smaller window), so
+# that the oldest one still in the window is about that far from its start.  Periods of
+# wall time, not of slots: a restart that replays the stored window then marks the same
+# samples, and its statistics are the same.  17 marks a source at the default window,
+# ~1.7 KB.
+MARK_SLOTS = 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,9 @@ class LiveResult:
     mask_violations: tuple[tuple[str, str, bool], ...] = ()
     # (mask, statistic, tau, limit in seconds) at the exported taus the mask defines.
     mask_limits: tuple[tuple[str, str, float, float], ...] = ()
+    # Mean seconds between the slots of the window, measured (None: fewer than two
+    # samples); the tau0 of ADEV, MDEV and the frequency offset (StreamingStability.set_spacing).
+    sample_interval: float | None = None
 
 
 def mask_verdicts(points: tuple[StabilityPoint, ...], masks: tuple[str, ...]
@@ -143,6 +153,15 @@ class LiveSeries:
         self._history: deque[float] = deque(maxlen=HISTORY)
         self._delays: deque[float] = deque(maxlen=HISTORY)  # of placed samples that have one
         self._candidates: list[Sample] = []
+        # The grid's measured spacing: (slot, t_ns) of the first sample placed in each
+        # period of _mark_ns, those inside the window (and the series' first sample, until
+        # a period starts); the slot of the last sample placed; and (slots, ns) from the
+        # oldest mark to it, replaced whole (the statistics thread reads it).
+        self._mark_ns = max(1, int(min(MARK_SLOTS, window // 16) * tau0 * 1e9))
+        self._marks: deque[tuple[int, int]] = deque()
+        self._first_marked = False  # marks[0] is the series' first sample, not a period's
+        self._slot = 0
+        self._span = (0, 0)
         self.steps = 0
         self.result = LiveResult((), None, 0)
         self._last_fold = -math.inf  # monotonic seconds
@@ -221,9 +240,24 @@ class LiveSeries:
         assert self._last_t_ns is not None
         steps = np.diff(t_ns, prepend=np.int64(self._last_t_ns)) / (self.tau0 * 1e9)
         gaps = np.clip(np.round(steps), 1, self._stability.window + 1).astype(np.int64) - 1
-        slots = np.full(int(gaps.sum()) + len(x), math.nan)
-        slots[np.cumsum(gaps + 1) - 1] = x
+        placed = np.cumsum(gaps + 1)  # each sample's slot, from the last one placed
+        slots = np.full(int(placed[-1]), math.nan)
+        slots[placed - 1] = x
         self._queue.extend(slots.tolist())
+        # The marks _place would add, and those it would have dropped by the last one.
+        placed += self._slot
+        periods = t_ns // self._mark_ns
+        new_period = periods != np.concatenate(([self._last_t_ns // self._mark_ns],
+                                                 periods[:-1]))
+        marks = self._marks
+        if self._first_marked and new_period.any():
+            marks.popleft()
+            self._first_marked = False
+        marks.extend(zip(placed[new_period].tolist(), t_ns[new_period].tolist(), strict=True))
+        self._slot = int(placed[-1])
+        while len(marks) > 1 and marks[0][0] <= self._slot - self._stability.window:
+            marks.popleft()
+        self._span = (self._slot - marks[0][0], int(t_ns[-1]) - marks[0][1])
         self._history.extend(x[-HISTORY:].tolist())
         if delays is not None:
             self._delays.extend(delays[np.isfinite(delays)][-HISTORY:].tolist())
@@ -282,11 +316,30 @@ class LiveSeries:
             # runs before), and only when empty, so nothing queued can be lost.
             self._queue = deque()
             self._queue_drained_long = False
-        if self._last_t_ns is not None:
-            slots = round((sample.t_ns - self._last_t_ns) / (self.tau0 * 1e9))
-            for _ in range(min(max(slots, 1), self._stability.window + 1) - 1):
+        t_ns = sample.t_ns
+        marks = self._marks
+        last_t_ns = self._last_t_ns
+        if last_t_ns is None:  # the first sample, or the first after a step
+            slot = 0
+            marks.clear()
+            marks.append((0, t_ns))
+            self._first_marked = True
+        else:
+            slots = round((t_ns - last_t_ns) / (self.tau0 * 1e9))
+            advance = min(max(slots, 1), self._stability.window + 1)
+            for _ in range(advance - 1):
                 self._queue.append(math.nan)
-        self._last_t_ns = sample.t_ns
+            slot = self._slot + advance
+            if t_ns // self._mark_ns != last_t_ns // self._mark_ns:
+                if self._first_marked:
+                    marks.popleft()
+                    self._first_marked = False
+                marks.append((slot, t_ns))
+            while len(marks) > 1 and marks[0][0] <= slot - self._stability.window:
+                marks.popleft()
+        self._slot = slot
+        self._span = (slot - marks[0][0], t_ns - marks[0][1])
+        self._last_t_ns = t_ns
         self._queue.append(sample.offset)
         self._history.append(sample.offset)
         delay = sample.delay
@@ -328,7 +381,13 @@ class LiveSeries:
             start = at + 1
         stab.extend(items[start:])  # type: ignore[arg-type]
         stab.update()
+        # The spacing of the samples placed so far: those queued since are a few of the
+        # thousands it averages over.
+        slots, ns = self._span
+        spacing = ns / slots / 1e9 if slots else None
+        stab.set_spacing(spacing or self.tau0)
         points = tuple(stab.points())
         verdicts, limits = mask_verdicts(points, self.masks)
-        self.result = LiveResult(points, stab.frequency_offset(), stab.count, verdicts, limits)
+        self.result = LiveResult(points, stab.frequency_offset(), stab.count, verdicts, limits,
+                                 spacing)
         return self.result

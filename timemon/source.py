@@ -336,6 +336,12 @@ def _live_families(result: LiveResult, lv: LabelSet) -> Families:
                   "Fractional frequency offset of the local clock against the reference "
                   "(least-squares slope of the offset over the stability window).",
                   SOURCE_LABELS, lv, result.frequency_offset)
+    if result.sample_interval is not None:
+        out.gauge("timemon_sample_interval_seconds",
+                  "Mean interval between the samples of the stability window, measured: the "
+                  "tau0 of the Allan deviations and the frequency offset (the tau labels are "
+                  "multiples of the configured interval).",
+                  SOURCE_LABELS, lv, result.sample_interval)
     labels = (*SOURCE_LABELS, "tau")
     for name, _attr, doc in _STABILITY_FAMILIES:
         out.declare_gauge(name, doc, labels)
