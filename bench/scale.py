@@ -23,7 +23,11 @@ Printed:
     expected number of samples (window / interval per source) minus those stored;
   * scrape latency p50/p90/p99 (request to last byte, nearest rank: of the 61 scrapes
     of a 60 s run the p99 is the slowest one, so p90 is shown too, as steadier) and
-    bytes per scrape;
+    bytes per scrape; for the three slowest, the agent's CPU time while each ran and the
+    time the host stole from this VM's CPUs meanwhile (/proc/stat, 10 ms ticks): a slow
+    scrape that the agent did not spend in its own work waited for a CPU;
+  * the time stolen by the host over the measurement, as a share of the machine's CPU
+    time: on a shared VM, how contended the run was;
   * where the processes ran: with two CPUs or more, the responders get one CPU of
     their own and the agent the others (``--shared-cpus``: no placement).  The
     responders stand in for servers on other hosts: sharing the agent's CPU, they
@@ -81,11 +85,12 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+def machine_busy() -> tuple[float, float, float]:
+    """(busy, total, stolen) jiffies of all CPUs, from /proc/stat; stolen: time the
+    host ran something else while this VM's CPUs were ready to run (its 8th field)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+    return sum(values) - idle, sum(values), values[7]
 
 
 def free_port_block(count: int) -> int:
@@ -331,9 +336,15 @@ def main() -> None:
             latencies: list[float] = []
             sizes: list[int] = []
             counts: list[tuple[float, float]] = []
+            # Per scrape: (latency, the agent's CPU seconds, seconds stolen by the host)
+            # while it ran, to tell a slow scrape that worked from one that waited.
+            during: list[tuple[float, float, float]] = []
             next_scrape = time.monotonic()
             while True:
+                agent_cpu, stolen = cpu_seconds(agent.pid), machine_busy()[2]
                 lat, body = scrape(http_port)
+                during.append((lat, cpu_seconds(agent.pid) - agent_cpu,
+                               (machine_busy()[2] - stolen) / CLK_TCK))
                 latencies.append(lat)
                 sizes.append(len(body))
                 counts.append((time.monotonic(), samples_total(body)[0]))
@@ -382,6 +393,7 @@ def main() -> None:
     (t_first, c_first), (t_last, c_last) = counts[0], counts[-1]
     rate = (c_last - c_first) / (t_last - t_first)
     busy = (load1[0] - load0[0]) / max(1, load1[1] - load0[1])
+    stolen = (load1[2] - load0[2]) / max(1, load1[1] - load0[1])
     others = busy * os.cpu_count() - (cpu + sim_cpu) / wall  # cores used by other processes
     per_source, window = (window_memory_per_source(args.window_sources, args.interval)
                           if not args.fill_store else (0.0, 0))
@@ -402,6 +414,7 @@ def main() -> None:
          f"{100 * cpu / wall / rate * n / args.interval:.0f} % of one core" if rate else "-"),
         ("machine: CPUs busy / used by others", f"{100 * busy:.0f} % of {os.cpu_count()} "
                                                 f"/ {others:.2f} cores"),
+        ("machine: time stolen by the host", f"{100 * stolen:.1f} % of its CPUs' time"),
         ("simulator CPU (% of one core)", f"{100 * sim_cpu / wall:.1f} %"),
         ("agent RSS" + (" (every window full)" if args.fill_store else ""),
          f"{rss / 2**20:.1f} MiB"),
@@ -416,6 +429,9 @@ def main() -> None:
                                            f"{1e3 * percentile(latencies, 0.9):.1f} ms / "
                                            f"{1e3 * percentile(latencies, 0.99):.1f} ms "
                                            f"({len(latencies)} scrapes)"),
+        ("slowest scrapes (agent CPU, stolen)",
+         ", ".join(f"{1e3 * lat:.0f} ms ({1e3 * cpu:.0f}, {1e3 * st:.0f} ms)"
+                   for lat, cpu, st in sorted(during, reverse=True)[:3])),
         ("bytes per scrape", f"{statistics.mean(sizes):,.0f}"),
         ("event loop lag (last)", lag.group(1).decode() + " s" if lag else "-"),
     ]
