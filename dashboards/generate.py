@@ -381,7 +381,13 @@ def stability() -> Dashboard:
                                      "Value #C": "TDEV (s)", "Value #D": "MTIE (s)"}}}])
     d.panel("timeseries", "Offset steps", "timemon_offset_steps_total: steps that restarted "
             "the stability window.", [q(f"timemon_offset_steps_total{{{SRC}}}",
-                                        "{{instance}} {{source}}")], w=24, h=6)
+                                        "{{instance}} {{source}}")], w=12, h=6)
+    d.panel("timeseries", "Measured sample interval",
+            "timemon_sample_interval_seconds: the mean interval between the window's "
+            "samples, the tau0 of ADEV, MDEV and the frequency offset (polls come a little "
+            "later than the configured interval; the tau labels are multiples of it).",
+            [q(f"timemon_sample_interval_seconds{{{SRC}}}", "{{instance}} {{source}}")],
+            unit="s", w=12, h=6)
     return d
 
 
