@@ -338,6 +338,54 @@ def test_late_polls_give_the_deviations_an_analysis_of_their_samples_gives(
     assert checked >= 4 * 5
 
 
+def test_the_live_deviations_equal_export_then_analyze_of_the_stored_samples(
+        tmp_path: Path) -> None:
+    """The same samples in the store, exported (``timemon export``, whose header gives
+    tau0 = the median interval, 1.0037 s here) and analyzed as a lab engineer would
+    (``timemon analyze --rate 1/tau0``, or Stable32), give the ADEV and MDEV the agent
+    publishes live at the same taus."""
+    import json
+    import re
+
+    from click.testing import CliRunner
+
+    from timemon.cli import main
+
+    window, spacing_ns = 1024, 1_003_700_000
+    t0 = 1_800_000_000 * 10**9  # 2027-01-15T08:00:00Z
+    x = np.cumsum(np.random.default_rng(21).normal(0.0, 1e-9, window))
+    samples = [Sample(t0 + i * spacing_ns, float(v), 1e-4) for i, v in enumerate(x)]
+    live = LiveSeries(1.0, window=window)
+    store = SampleStore(str(tmp_path / "s.db"), retention=10 * 365 * 86400,
+                        clock=lambda: samples[-1].t_ns)
+    store.start()
+    for sample in samples:
+        live.add(sample)
+        store.append("gm", "ntp", sample)
+    store.close()
+    result = live.compute()
+
+    def run(*args: str) -> str:
+        r = CliRunner().invoke(main, list(args))
+        assert r.exit_code == 0, r.stderr
+        return r.stdout
+
+    out = tmp_path / "gm.txt"
+    run("export", "--store", str(tmp_path / "s.db"), "--source", "gm", "--from",
+        "2027-01-15T07:59:00Z", "--to", "2027-01-15T09:00:00Z", "--out", str(out))
+    tau0 = float(re.search(r"tau0 ([0-9.]+) s", out.read_text()).group(1))  # type: ignore[union-attr]
+    assert tau0 == spacing_ns / 1e9
+    points = [p for p in result.points if p.mdev is not None]
+    lines = run("analyze", str(out), "--rate", repr(1 / tau0), "--json", "--stat", "oadev",
+                "--stat", "mdev", "--taus", ",".join(repr(p.m * tau0) for p in points))
+    analyzed = {doc["stat"]: doc["points"] for doc in map(json.loads, lines.splitlines())}
+    for stat, attr in (("oadev", "adev"), ("mdev", "mdev")):
+        assert len(analyzed[stat]) == len(points) >= 6
+        for point, row in zip(points, analyzed[stat], strict=True):
+            assert row["tau"] == pytest.approx(point.m * tau0, rel=1e-12)
+            assert getattr(point, attr) == pytest.approx(row["dev"], rel=1e-9), (stat, point.m)
+
+
 def test_a_step_is_counted_and_restarts_the_window() -> None:
     rng = np.random.default_rng(11)
     live = LiveSeries(1.0, window=4096)
