@@ -310,6 +310,23 @@ def test_late_polls_give_the_frequency_of_their_real_spacing() -> None:
     assert again.compute() == result
 
 
+def test_the_measured_interval_holds_when_a_new_period_has_one_sample() -> None:
+    """The first sample of a new marking period (16 s at this window) replaces the
+    series' first sample as the oldest mark: until the next sample there is no span to
+    measure, and the last spacing stands rather than the nominal one."""
+    live = LiveSeries(1.0, window=256)
+    t0 = 1_790_000_000 * 10**9 // (16 * 10**9) * 16 * 10**9  # a period's start
+    times = [t0 + i * 1_010_000_000 for i in range(18)]  # the 17th: 16.16 s, a new period
+    for t in times[:16]:
+        live.add(Sample(t, 0.0))
+    assert live.compute().sample_interval == pytest.approx(1.01)
+    live.add(Sample(times[16], 0.0))
+    assert live._span == (0, 0)
+    assert live.compute().sample_interval == pytest.approx(1.01)
+    live.add(Sample(times[17], 0.0))
+    assert live._span == (1, 1_010_000_000)
+
+
 @pytest.mark.parametrize("window", [256, 4096])
 def test_late_polls_give_the_deviations_an_analysis_of_their_samples_gives(
         window: int) -> None:

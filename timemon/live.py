@@ -382,9 +382,10 @@ class LiveSeries:
         stab.extend(items[start:])  # type: ignore[arg-type]
         stab.update()
         # The spacing of the samples placed so far: those queued since are a few of the
-        # thousands it averages over.
+        # thousands it averages over.  (No span: a single sample, or the first mark of a
+        # period just replaced the series' first sample; the last spacing holds.)
         slots, ns = self._span
-        spacing = ns / slots / 1e9 if slots else None
+        spacing = ns / slots / 1e9 if slots else self.result.sample_interval
         stab.set_spacing(spacing or self.tau0)
         points = tuple(stab.points())
         verdicts, limits = mask_verdicts(points, self.masks)
