@@ -17,7 +17,9 @@ Printed:
     work for its sockets and files);
   * agent RSS (VmRSS, at the end);
   * samples per second: the increase of sum(timemon_samples_total) between the
-    first and last scrape, divided by the time between them;
+    first and last scrape, divided by the time between them; the median over the
+    sources of timemon_sample_interval_seconds at the last scrape (how much later
+    than the interval the polls come, which the live statistics correct for);
   * late polls: consecutive samples of one source (from the store, inside the
     measurement window) more than 1.5 intervals apart; missed polls: the
     expected number of samples (window / interval per source) minus those stored;
@@ -66,6 +68,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 VENV_BIN = Path(sys.executable).parent
 _SAMPLES = re.compile(rb"^timemon_samples_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+_SPACING = re.compile(rb"^timemon_sample_interval_seconds\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
 def cpu_split(pid: int) -> tuple[float, float]:
@@ -393,6 +396,9 @@ def main() -> None:
     (t_first, c_first), (t_last, c_last) = counts[0], counts[-1]
     rate = (c_last - c_first) / (t_last - t_first)
     busy = (load1[0] - load0[0]) / max(1, load1[1] - load0[1])
+    # The poll spacing the live statistics measured (timemon_sample_interval_seconds).
+    spacings = [float(v) for v in _SPACING.findall(body)]
+    spacing = statistics.median(spacings) if spacings else None
     stolen = (load1[2] - load0[2]) / max(1, load1[1] - load0[1])
     others = busy * os.cpu_count() - (cpu + sim_cpu) / wall  # cores used by other processes
     per_source, window = (window_memory_per_source(args.window_sources, args.interval)
@@ -421,6 +427,7 @@ def main() -> None:
         ("samples per second", f"{rate:.1f} "
                                f"(ideal {n / args.interval:.0f})"),
         ("samples stored in window", f"{stored}"),
+        ("measured sample interval, median", f"{spacing:.5f} s" if spacing else "-"),
         ("late polls (gap > 1.5 intervals)", "n/a (no store)" if args.no_store else
          f"{late} (worst gap {worst_gap:.2f} s)"),
         ("missed polls (expected - stored)", "n/a (no store)" if args.no_store else
