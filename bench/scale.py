@@ -396,10 +396,10 @@ def main() -> None:
     (t_first, c_first), (t_last, c_last) = counts[0], counts[-1]
     rate = (c_last - c_first) / (t_last - t_first)
     busy = (load1[0] - load0[0]) / max(1, load1[1] - load0[1])
+    stolen = (load1[2] - load0[2]) / max(1, load1[1] - load0[1])
     # The poll spacing the live statistics measured (timemon_sample_interval_seconds).
     spacings = [float(v) for v in _SPACING.findall(body)]
     spacing = statistics.median(spacings) if spacings else None
-    stolen = (load1[2] - load0[2]) / max(1, load1[1] - load0[1])
     others = busy * os.cpu_count() - (cpu + sim_cpu) / wall  # cores used by other processes
     per_source, window = (window_memory_per_source(args.window_sources, args.interval)
                           if not args.fill_store else (0.0, 0))

@@ -72,8 +72,8 @@ QUEUE_LONG = 1024
 # sample in each period of MARK_SLOTS intervals (window // 16 for a smaller window), so
 # that the oldest one still in the window is about that far from its start.  Periods of
 # wall time, not of slots: a restart that replays the stored window then marks the same
-# samples, and its statistics are the same.  17 marks a source at the default window,
-# ~1.7 KB.
+# samples, and its statistics are the same.  16 or 17 marks a source at the default
+# window: 2.7 KB with their deque (sys.getsizeof), 2.7 MB at 1,000 sources.
 MARK_SLOTS = 1024
 
 
