@@ -337,7 +337,8 @@ class ChronyClient:
         try:
             self._send(cp.build_request(command, sequence, data))
             try:
-                return await asyncio.wait_for(done, self.timeout)
+                async with asyncio.timeout(self.timeout):  # not wait_for: see timemon.probes
+                    return await done
             except TimeoutError as exc:
                 raise ChronyProbeError("timeout", f"no reply from {self.target} within "
                                        f"{self.timeout:g} s") from exc

@@ -427,8 +427,9 @@ class GnssSource(Source):
         backoff = REOPEN_EVERY
         while True:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(address.host, address.port, limit=MAX_LINE), 5.0)
+                async with asyncio.timeout(5.0):  # not wait_for: see timemon.probes
+                    reader, writer = await asyncio.open_connection(
+                        address.host, address.port, limit=MAX_LINE)
             except (TimeoutError, OSError) as exc:
                 self._error("gpsd_unreachable", f"{address}: {exc}")
                 self.set_up(False)
@@ -458,7 +459,8 @@ class GnssSource(Source):
         epochs = GpsdEpochs()
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), IDLE_FLUSH)
+                async with asyncio.timeout(IDLE_FLUSH):  # not wait_for: see timemon.probes
+                    line = await reader.readline()
             except TimeoutError:
                 epoch = epochs.flush()
                 if epoch is not None:

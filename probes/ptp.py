@@ -353,7 +353,8 @@ class PtpClient:
                 pending[seq] = mid
                 self._send(mgmt.encode_get(mid, seq, self.domain, self._source))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(complete.wait(), self.timeout)
+                async with asyncio.timeout(self.timeout):  # not wait_for: see timemon.probes
+                    await complete.wait()
         finally:
             loop.remove_reader(sock.fileno())
         return {mid: got for mid, got in replies.items() if got}
