@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 from pathlib import Path
 
 from timemon.probes.gnss import GnssSource
@@ -46,3 +47,44 @@ def test_no_probe_or_agent_module_uses_asyncio_wait_for() -> None:
                     and node.func.value.id == "asyncio"):
                 calls.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert calls == []
+
+
+def test_the_agent_goes_on_when_a_source_ignores_its_cancellation(monkeypatch, caplog) -> None:
+    """Defence in depth: a probe that drops one cancellation (as wait_for made them do)
+    delays the agent's reload or shutdown by STOP_GRACE, not forever, and says so."""
+    from timemon import agent as agent_mod
+    from timemon.agent import Agent
+    from timemon.config import AgentConfig
+    from timemon.source import Source
+
+    monkeypatch.setattr(agent_mod, "STOP_GRACE", 0.3)
+
+    class DropsOneCancel(Source):
+        kind = "ntp"
+
+        async def run(self) -> None:
+            # The dropped cancellation: it polls on (here for 5 s, so that an agent that
+            # waits for it fails this test rather than hanging it).
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+            await asyncio.sleep(5.0)
+
+    async def scenario() -> float:
+        agent = Agent(AgentConfig(store=None))
+        try:
+            source = DropsOneCancel("stubborn", 1.0)
+            agent.sources["stubborn"] = (None, source,  # type: ignore[assignment]
+                                         asyncio.create_task(agent._supervise(source)))
+            await asyncio.sleep(0)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await agent._stop_source("stubborn")
+            assert "stubborn" not in agent.sources
+            return loop.time() - started
+        finally:
+            agent._restore_executor.shutdown()
+            agent._stats_executor.shutdown()
+
+    elapsed = asyncio.run(scenario())  # (asyncio.run cancels the task again at its end)
+    assert 0.3 <= elapsed < 2.0
+    assert "did not stop within 0.3 s" in caplog.text

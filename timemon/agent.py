@@ -36,6 +36,10 @@ STATS_BUDGET = 0.2
 # Longest a fold or a replay waits for a running scrape to finish (AgentState.no_scrape):
 # about one scrape at 1,000 sources; back-to-back scrapes only slow them down.
 SCRAPE_YIELD_MAX = 0.25
+# Seconds a cancelled source's task may take to end.  A probe that ignored the
+# cancellation (timemon.probes: asyncio.wait_for on Python 3.11 did) would otherwise
+# hold up a SIGHUP reload, or the shutdown before the store's queued samples are written.
+STOP_GRACE = 5.0
 
 
 def raise_open_file_limit() -> None:
@@ -167,8 +171,10 @@ class Agent:
             restoring.cancel()
         self._held.pop(name, None)
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        done, _ = await asyncio.wait({task}, timeout=STOP_GRACE)
+        if not done:
+            log.error("source %s did not stop within %g s of its cancellation; going on "
+                      "without it (a bug: please report)", name, STOP_GRACE)
         await source.close()
         self._publish()
 
