@@ -17,9 +17,10 @@ Printed:
     work for its sockets and files);
   * agent RSS (VmRSS, at the end);
   * samples per second: the increase of sum(timemon_samples_total) between the
-    first and last scrape, divided by the time between them; the median over the
-    sources of timemon_sample_interval_seconds at the last scrape (how much later
-    than the interval the polls come, which the live statistics correct for);
+    first and last scrape, divided by the time between them;
+  * measured sample interval: the median over the sources of
+    timemon_sample_interval_seconds at the last scrape (how much later than the
+    interval the polls come, which the live statistics correct for);
   * late polls: consecutive samples of one source (from the store, inside the
     measurement window) more than 1.5 intervals apart; missed polls: the
     expected number of samples (window / interval per source) minus those stored;

@@ -87,8 +87,9 @@ class LiveResult:
     mask_violations: tuple[tuple[str, str, bool], ...] = ()
     # (mask, statistic, tau, limit in seconds) at the exported taus the mask defines.
     mask_limits: tuple[tuple[str, str, float, float], ...] = ()
-    # Mean seconds between the slots of the window, measured (None: fewer than two
-    # samples); the tau0 of ADEV, MDEV and the frequency offset (StreamingStability.set_spacing).
+    # Mean seconds between the slots of the window, measured (None until two samples
+    # span a slot; the last value while a new marking period has one sample); the tau0
+    # of ADEV, MDEV and the frequency offset (StreamingStability.set_spacing).
     sample_interval: float | None = None
 
 
